@@ -1,0 +1,3 @@
+"""dicekit: DICE — bootstrapping language models with DPO implicit rewards."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,5 @@
+import sys
+
+from dicekit.cli import main
+
+sys.exit(main())

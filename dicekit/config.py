@@ -1,0 +1,227 @@
+"""Frozen config dataclasses, loaded from YAML plus ``key=value`` overrides.
+
+One dataclass per command. Every field has a default that reproduces the paper's official recipe
+where one exists (STACK.md "The method, as its official code does it"). Unknown keys and values of
+the wrong type are :class:`~dicekit.errors.UserError` naming the file and the key. No torch here.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from dicekit.errors import UserError
+
+
+@dataclass(frozen=True)
+class RoundConfig:
+    """One DICE run (all its rounds); `dicekit run-round` reads it."""
+
+    run_dir: str
+    policy: str  # π_0: the DPO-tuned model DICE starts from (path, hub id[@revision], or .gguf file)
+    reference: str  # π_{-1}: the model π_0 was DPO-trained against
+    prompts: str  # DICE prompts: jsonl/json/parquet file, folder, or hub dataset id
+    offline_data: str | None = None  # offline preference pairs (prompt/chosen/rejected); needed when replay_ratio > 0
+    prompts_split: str = "train"
+    offline_split: str = "train"
+    max_prompts: int | None = None
+    max_offline_pairs: int | None = None
+    seed: int = 42
+    num_rounds: int | None = None  # run-round stops (and says so) once this many rounds are finished
+    backend: Literal["hf"] = "hf"
+    # generation (paper: K = 16; Zephyr T = 0.7, top-p 0.9; Llama-3 T = 0.9, top-p 1.0; 2048 new tokens)
+    samples_per_prompt: int = 16
+    temperature: float = 0.7
+    top_p: float = 1.0
+    max_new_tokens: int = 2048
+    generate_batch_size: int = 64  # sequences per generation batch (a multiple of samples_per_prompt is best)
+    # filtering (official code: drop truncated, <= 3 or >= 6700 characters; prompts need 8 valid samples)
+    drop_truncated: bool = True
+    min_chars: int = 3  # responses with n_chars <= min_chars are invalid
+    max_chars: int = 6700  # responses with n_chars >= max_chars are invalid
+    min_valid_samples: int = 8
+    # scoring
+    score_dtype: Literal["float32", "bfloat16", "float16"] = "float32"
+    score_tokens_per_batch: int = 16384
+    # α* and pairs
+    length_unit: Literal["chars", "tokens"] = "chars"
+    alpha: float | None = None  # None: search α* on the grid; a number fixes α
+    alpha_grid: tuple[float, float, float] = (0.0, 0.999, 0.001)  # start, stop (inclusive), step
+    alpha_search: Literal["grid", "first_worsening"] = "grid"
+    replay_ratio: float = 0.5  # γ: fraction of training pairs from the offline data
+    max_pairs: int | None = None
+    # training (official: β 0.1, lr 5e-7 constant, global batch 32, 300 steps)
+    beta: float = 0.1
+    loss_type: tuple[str, ...] = ("sigmoid",)
+    loss_weights: tuple[float, ...] | None = None
+    learning_rate: float = 5e-7
+    lr_scheduler_type: str = "constant"
+    warmup_steps: int = 0
+    global_batch_size: int = 32
+    per_device_batch_size: int = 4
+    max_steps: int | None = 300  # None: train num_epochs epochs instead
+    num_epochs: float = 1.0
+    train_dtype: Literal["float32", "bfloat16"] = "float32"
+    gradient_checkpointing: bool = False
+    logging_steps: int = 1
+    report_to: tuple[str, ...] = ()
+    quiet: bool = False
+
+
+def _check_type(value: Any, tp: Any, where: str) -> Any:
+    """Coerce ``value`` to annotation ``tp`` or raise UserError. Handles the annotations used above."""
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for a in args:
+            if a is type(None):
+                continue
+            try:
+                return _check_type(value, a, where)
+            except UserError as e:
+                errors.append(str(e))
+        raise UserError(errors[0] if errors else f"{where}: bad value {value!r}")
+    if origin is Literal:
+        if value not in args:
+            raise UserError(f"{where}: must be one of {', '.join(map(repr, args))}, got {value!r}")
+        return value
+    if origin is tuple:
+        if isinstance(value, (str, int, float)) and not isinstance(value, bool):
+            value = [value]
+        if not isinstance(value, (list, tuple)):
+            raise UserError(f"{where}: expected a list, got {value!r}")
+        if len(args) == 2 and args[1] is Ellipsis:
+            return tuple(_check_type(v, args[0], where) for v in value)
+        if len(value) != len(args):
+            raise UserError(f"{where}: expected {len(args)} values, got {len(value)}")
+        return tuple(_check_type(v, a, where) for v, a in zip(value, args))
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        raise UserError(f"{where}: expected true/false, got {value!r}")
+    if tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        raise UserError(f"{where}: expected an integer, got {value!r}")
+    if tp is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        raise UserError(f"{where}: expected a number, got {value!r}")
+    if tp is str:
+        if isinstance(value, (str, int, float)) and not isinstance(value, bool):
+            return str(value)
+        raise UserError(f"{where}: expected a string, got {value!r}")
+    raise TypeError(f"unsupported annotation {tp!r}")
+
+
+def parse_overrides(items: list[str]) -> dict[str, Any]:
+    """``["beta=0.2", "report_to=[wandb]"]`` -> ``{"beta": 0.2, "report_to": ["wandb"]}`` (YAML values)."""
+    out = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise UserError(f"override {item!r}: expected key=value")
+        try:
+            out[key.strip()] = yaml.safe_load(raw) if raw != "" else ""
+        except yaml.YAMLError:
+            raise UserError(f"override {item!r}: value is not valid YAML") from None
+    return out
+
+
+def build(cls, values: dict[str, Any], source: str):
+    """Instantiate dataclass ``cls`` from ``values``; errors name ``source`` and the key."""
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - names)
+    if unknown:
+        raise UserError(f"{source}: unknown key '{unknown[0]}' (known: {', '.join(sorted(names))})")
+    kwargs = {}
+    for f in dataclasses.fields(cls):
+        if f.name in values:
+            kwargs[f.name] = _check_type(values[f.name], hints[f.name], f"{source}: key '{f.name}'")
+        elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+            raise UserError(f"{source}: missing required key '{f.name}'")
+    cfg = cls(**kwargs)
+    validate = getattr(cfg, "validate", None) or _VALIDATORS.get(cls)
+    if validate:
+        validate(cfg, source)
+    return cfg
+
+
+def load(cls, path: str | Path | None, overrides: list[str] | None = None, base: dict | None = None):
+    """YAML file (optional) + ``key=value`` overrides -> frozen ``cls``."""
+    values: dict[str, Any] = dict(base or {})
+    source = "config"
+    if path is not None:
+        path = Path(path)
+        source = str(path)
+        if not path.is_file():
+            raise UserError(f"{path}: config file not found")
+        try:
+            data = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as e:
+            line = getattr(getattr(e, "problem_mark", None), "line", None)
+            raise UserError(f"{path}{f':{line + 1}' if line is not None else ''}: invalid YAML") from None
+        if not isinstance(data, dict):
+            raise UserError(f"{path}: expected a mapping of key: value")
+        values.update(data)
+    if overrides:
+        values.update(parse_overrides(overrides))
+        source += " (with overrides)" if path is not None else ""
+    return build(cls, values, source)
+
+
+def to_dict(cfg) -> dict[str, Any]:
+    """Plain, YAML-safe dict (tuples become lists)."""
+
+    def plain(v):
+        if isinstance(v, tuple):
+            return [plain(x) for x in v]
+        return v
+
+    return {f.name: plain(getattr(cfg, f.name)) for f in dataclasses.fields(cfg)}
+
+
+def _validate_round(cfg: RoundConfig, source: str) -> None:
+    def bad(key, msg):
+        raise UserError(f"{source}: key '{key}': {msg}")
+
+    if cfg.samples_per_prompt < 2:
+        bad("samples_per_prompt", "need at least 2 samples to build a pair")
+    if not 2 <= cfg.min_valid_samples <= cfg.samples_per_prompt:
+        bad("min_valid_samples", f"must be between 2 and samples_per_prompt ({cfg.samples_per_prompt})")
+    if not 0.0 <= cfg.replay_ratio <= 1.0:
+        bad("replay_ratio", "must be in [0, 1]")
+    if cfg.replay_ratio > 0 and not cfg.offline_data:
+        bad("offline_data", "required when replay_ratio > 0")
+    if cfg.temperature < 0:
+        bad("temperature", "must be >= 0")
+    if not 0.0 < cfg.top_p <= 1.0:
+        bad("top_p", "must be in (0, 1]")
+    if cfg.max_new_tokens < 1:
+        bad("max_new_tokens", "must be >= 1")
+    start, stop, step = cfg.alpha_grid
+    if step <= 0 or stop < start or start < 0:
+        bad("alpha_grid", "expected [start, stop, step] with 0 <= start <= stop and step > 0")
+    if cfg.alpha is not None and cfg.alpha < 0:
+        bad("alpha", "must be >= 0")
+    if cfg.global_batch_size % cfg.per_device_batch_size:
+        bad("global_batch_size", f"must be a multiple of per_device_batch_size ({cfg.per_device_batch_size})")
+    if cfg.beta <= 0:
+        bad("beta", "must be > 0")
+    if cfg.loss_weights is not None and len(cfg.loss_weights) != len(cfg.loss_type):
+        bad("loss_weights", "needs one weight per loss_type")
+    if cfg.max_steps is not None and cfg.max_steps < 1:
+        bad("max_steps", "must be >= 1 (or null to use num_epochs)")
+
+
+_VALIDATORS = {RoundConfig: _validate_round}

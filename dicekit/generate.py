@@ -1,0 +1,138 @@
+"""Stage: K samples per prompt (HF backend), and plain completions for evaluations.
+
+Samples are generated shard by shard: a shard is a fixed run of consecutive prompts (all K samples
+of each), so a shard's batch is the same on every run and a resumed stage continues from the first
+shard not yet on disk. Each sample's randomness comes from its own key (dicekit.sampling), so it does
+not depend on which other prompts share its batch either. Token IDs are kept exactly as sampled:
+``prompt_ids`` is the templated prompt fed to the model, ``response_ids`` runs up to and including
+the first stop token (``finish_reason = "stop"``) or is ``max_new_tokens`` long (``"length"``).
+
+A backend only has to turn (prompt_ids, keys) into response token IDs; shards, filtering and the
+run-folder schema are shared, so a vLLM backend or rank-sharded generation plugs in at
+``_generate_batch`` / ``shard_plan`` without changing the files.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from dicekit import rundir
+from dicekit.progress import bar
+from dicekit.sampling import KeyedSampler, sample_key
+
+SAMPLE_COLUMNS = ["prompt_id", "sample_id", "prompt", "response", "prompt_ids", "response_ids",
+                  "n_tokens", "n_chars", "finish_reason"]
+
+
+def shard_plan(n_prompts: int, samples_per_prompt: int, batch_size: int) -> list[tuple[int, int]]:
+    """[start, stop) prompt ranges; each shard holds about ``batch_size`` sequences."""
+    per = max(1, batch_size // samples_per_prompt)
+    return [(lo, min(lo + per, n_prompts)) for lo in range(0, n_prompts, per)]
+
+
+def _generate_batch(model, pad_id: int, stop_ids, prompts: list[list[int]], keys: list[int], *,
+                    max_new_tokens: int, temperature: float, top_p: float) -> list[tuple[list[int], str]]:
+    """One left-padded ``generate`` call; returns (response_ids, finish_reason) per row."""
+    import torch
+    from transformers import GenerationConfig, LogitsProcessorList
+
+    width = max(len(p) for p in prompts)
+    ids = torch.full((len(prompts), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(prompts), width), dtype=torch.long)
+    for i, p in enumerate(prompts):
+        ids[i, width - len(p):] = torch.tensor(p)
+        mask[i, width - len(p):] = 1
+    gen_cfg = GenerationConfig(
+        do_sample=False, max_new_tokens=max_new_tokens, eos_token_id=list(stop_ids), pad_token_id=pad_id,
+        num_beams=1, repetition_penalty=1.0, no_repeat_ngram_size=0, temperature=None, top_p=None, top_k=None,
+    )
+    sampler = KeyedSampler(keys, width, temperature, top_p)
+    device = next(model.parameters()).device
+    with torch.no_grad():
+        out = model.generate(input_ids=ids.to(device), attention_mask=mask.to(device), generation_config=gen_cfg,
+                             logits_processor=LogitsProcessorList([sampler]))
+    stops = set(int(s) for s in stop_ids)
+    results = []
+    for row in out[:, width:].tolist():
+        cut = next((j for j, t in enumerate(row) if t in stops), None)
+        if cut is None:
+            results.append((row[:max_new_tokens], "length"))
+        else:
+            results.append((row[: cut + 1], "stop"))
+    return results
+
+
+def decode_response(tokenizer, response_ids: list[int], stop_ids) -> str:
+    ids = response_ids[:-1] if response_ids and response_ids[-1] in set(stop_ids) else response_ids
+    return tokenizer.decode(ids, skip_special_tokens=True)
+
+
+def generate_samples(model, tokenizer, stop_ids, prompts: pd.DataFrame, work_dir: Path, *, seed: int, round_: int,
+                     samples_per_prompt: int, max_new_tokens: int, temperature: float, top_p: float,
+                     batch_size: int, quiet: bool = False, shards: list[int] | None = None) -> pd.DataFrame:
+    """Generate (or resume) all shards under ``work_dir`` and return the samples, ordered by
+    (prompt order, sample_id). ``prompts`` has columns prompt_id, prompt, prompt_ids.
+    ``shards``: only these shard indices (for rank-sharded runs); default all."""
+    work_dir.mkdir(parents=True, exist_ok=True)
+    plan = shard_plan(len(prompts), samples_per_prompt, batch_size)
+    todo = list(range(len(plan))) if shards is None else shards
+    missing = [i for i in todo if not (work_dir / f"shard_{i:06d}.parquet").exists()]
+    pad_id = int(tokenizer.pad_token_id)
+    with bar("sampling prompts", sum(plan[i][1] - plan[i][0] for i in todo), quiet) as advance:
+        advance(sum(plan[i][1] - plan[i][0] for i in todo if i not in missing))
+        for i in missing:
+            lo, hi = plan[i]
+            chunk = prompts.iloc[lo:hi]
+            seqs, keys, meta = [], [], []
+            for row in chunk.itertuples(index=False):
+                for k in range(samples_per_prompt):
+                    seqs.append(list(row.prompt_ids))
+                    keys.append(sample_key(seed, round_, row.prompt_id, k))
+                    meta.append((row.prompt_id, k, row.prompt))
+            outs = _generate_batch(model, pad_id, stop_ids, seqs, keys, max_new_tokens=max_new_tokens,
+                                   temperature=temperature, top_p=top_p)
+            rows = []
+            for (pid, k, prompt), p_ids, (r_ids, reason) in zip(meta, seqs, outs):
+                text = decode_response(tokenizer, r_ids, stop_ids)
+                rows.append({"prompt_id": pid, "sample_id": k, "prompt": prompt if isinstance(prompt, str) else str(prompt),
+                             "response": text, "prompt_ids": p_ids, "response_ids": r_ids,
+                             "n_tokens": len(r_ids), "n_chars": len(text), "finish_reason": reason})
+            rundir.write_parquet(work_dir / f"shard_{i:06d}.parquet", pd.DataFrame(rows, columns=SAMPLE_COLUMNS))
+            advance(hi - lo)
+    frames = [pd.read_parquet(work_dir / f"shard_{i:06d}.parquet") for i in todo]
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=SAMPLE_COLUMNS)
+
+
+def mark_valid(samples: pd.DataFrame, *, drop_truncated: bool, min_chars: int, max_chars: int,
+               min_valid_samples: int) -> pd.Series:
+    """The official filters: truncated samples, ``n_chars <= min_chars`` or ``>= max_chars``, and every
+    sample of a prompt with fewer than ``min_valid_samples`` valid samples."""
+    ok = (samples["n_chars"] > min_chars) & (samples["n_chars"] < max_chars)
+    if drop_truncated:
+        ok &= samples["finish_reason"] == "stop"
+    enough = ok.groupby(samples["prompt_id"]).transform("sum") >= min_valid_samples
+    return (ok & enough).astype(bool)
+
+
+def complete(model, tokenizer, prompts: list, *, max_new_tokens: int = 512, temperature: float = 0.0,
+             top_p: float = 1.0, seed: int = 0, batch_size: int = 16, quiet: bool = True) -> list[str]:
+    """One response per prompt (text or message list), chat template applied; greedy by default."""
+    from dicekit.models import prompt_ids as templated, stop_token_ids
+
+    stop_ids = stop_token_ids(model, tokenizer)
+    ids = [templated(tokenizer, p) for p in prompts]
+    order = np.argsort([len(x) for x in ids], kind="stable")
+    out: list[str] = [""] * len(prompts)
+    with bar("generating", len(prompts), quiet) as advance:
+        for lo in range(0, len(order), batch_size):
+            idx = order[lo : lo + batch_size]
+            keys = [sample_key(seed, 0, str(int(i)), 0) for i in idx]
+            res = _generate_batch(model, int(tokenizer.pad_token_id), stop_ids, [ids[i] for i in idx], keys,
+                                  max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p)
+            for i, (r_ids, _) in zip(idx, res):
+                out[i] = decode_response(tokenizer, r_ids, stop_ids)
+            advance(len(idx))
+    return out

@@ -1,0 +1,192 @@
+"""The one place that loads models and tokenizers and turns prompts into token IDs.
+
+Sources: a local folder in save_pretrained format, a hub id (``org/name`` or ``org/name@revision``;
+downloaded by transformers as usual), or a ``.gguf`` file (dequantised by transformers through
+``gguf``). Prompts are rendered with the tokenizer's chat template exactly once, on the prompt only,
+with ``add_generation_prompt=True``; the result starts with BOS exactly once when the model uses
+one. Stop tokens are the union of the tokenizer's EOS and every id in the generation_config's
+``eos_token_id`` (which may list several, e.g. Llama-3's <|eot_id|> and <|end_of_text|>).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+from dicekit.errors import UserError
+
+DTYPES = {"float32", "bfloat16", "float16"}
+
+
+def split_revision(spec: str) -> tuple[str, str | None]:
+    """``"org/name@rev"`` -> ("org/name", "rev"); local paths are returned unchanged."""
+    if "@" in spec and not Path(spec).exists():
+        name, rev = spec.rsplit("@", 1)
+        return name, rev or None
+    return spec, None
+
+
+def _source(spec: str) -> tuple[str, dict]:
+    """(pretrained_name_or_path, extra from_pretrained kwargs) for a model spec, checking local paths."""
+    path = Path(spec)
+    if spec.endswith(".gguf"):
+        if not path.is_file():
+            raise UserError(f"{spec}: GGUF file not found")
+        return str(path.parent), {"gguf_file": path.name}
+    if path.exists() or spec.startswith((".", "/", "~")):
+        if not path.is_dir():
+            raise UserError(f"{spec}: model folder not found")
+        if not (path / "config.json").is_file():
+            raise UserError(f"{spec}: not a model folder (no config.json)")
+        return str(path), {}
+    name, rev = split_revision(spec)
+    return name, ({"revision": rev} if rev else {})
+
+
+def load_tokenizer(spec: str):
+    from transformers import AutoTokenizer
+
+    src, kw = _source(spec)
+    if not kw.get("gguf_file") and Path(src).is_dir():
+        names = {"tokenizer.json", "tokenizer_config.json", "tokenizer.model", "vocab.json"}
+        if not any((Path(src) / n).is_file() for n in names):
+            raise UserError(f"{spec}: model folder has no tokenizer (tokenizer.json / tokenizer_config.json)")
+    try:
+        tok = AutoTokenizer.from_pretrained(src, **kw)
+    except OSError as e:
+        raise UserError(f"{spec}: cannot load tokenizer ({str(e).splitlines()[0]})") from None
+    if tok.pad_token_id is None:
+        tok.pad_token = tok.eos_token
+    return tok
+
+
+def load_model(spec: str, dtype: str = "float32", device: str | None = None, tokenizer: bool = True):
+    """(model, tokenizer) in eval mode. ``dtype`` in float32 | bfloat16 | float16."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    if dtype not in DTYPES:
+        raise UserError(f"dtype must be one of {sorted(DTYPES)}, got {dtype!r}")
+    tok = load_tokenizer(spec) if tokenizer else None
+    src, kw = _source(spec)
+    try:
+        model = AutoModelForCausalLM.from_pretrained(src, dtype=getattr(torch, dtype), **kw)
+    except OSError as e:
+        raise UserError(f"{spec}: cannot load model ({str(e).splitlines()[0]})") from None
+    if kw.get("gguf_file"):
+        # a dequantised GGUF model is a plain fp model; drop the quantizer so it can be saved
+        model.hf_quantizer = None
+        if hasattr(model.config, "quantization_config"):
+            del model.config.quantization_config
+        model.is_quantized = False
+    if device:
+        model.to(device)
+    model.eval()
+    return model, tok
+
+
+def stop_token_ids(model_or_config, tokenizer) -> list[int]:
+    """The model's real stop tokens: tokenizer EOS + generation_config.eos_token_id (int or list)."""
+    ids: list[int] = []
+    gen = getattr(model_or_config, "generation_config", None)
+    eos = getattr(gen, "eos_token_id", None) if gen is not None else None
+    for v in [eos] if isinstance(eos, int) else list(eos or []):
+        if v is not None and v not in ids:
+            ids.append(int(v))
+    if tokenizer.eos_token_id is not None and tokenizer.eos_token_id not in ids:
+        ids.append(int(tokenizer.eos_token_id))
+    return ids
+
+
+def as_messages(prompt) -> list[dict]:
+    """A prompt given as text or as a chat message list -> message list."""
+    if isinstance(prompt, str):
+        return [{"role": "user", "content": prompt}]
+    return [dict(m) for m in prompt]
+
+
+def prompt_ids(tokenizer, prompt) -> list[int]:
+    """Token IDs of the templated prompt, generation prompt appended, BOS exactly once."""
+    if not getattr(tokenizer, "chat_template", None):
+        raise UserError(f"{tokenizer.name_or_path}: tokenizer has no chat template")
+    enc = tokenizer.apply_chat_template(as_messages(prompt), tokenize=True, add_generation_prompt=True, return_dict=True)
+    ids = list(enc["input_ids"])
+    bos = tokenizer.bos_token_id
+    if bos is not None and _adds_bos(tokenizer):
+        while len(ids) >= 2 and ids[0] == bos and ids[1] == bos:
+            ids = ids[1:]
+        if not ids or ids[0] != bos:
+            ids = [bos] + ids
+    return ids
+
+
+def _adds_bos(tokenizer) -> bool:
+    """Does this tokenizer put BOS in front of ordinary encodes (i.e. does the model expect one)?"""
+    bos = tokenizer.bos_token_id
+    enc = tokenizer("x", add_special_tokens=True)["input_ids"]
+    return bool(enc) and enc[0] == bos
+
+
+def end_of_turn_id(tokenizer, stop_ids: list[int]) -> int:
+    """The stop token the chat template puts after an assistant message (what a sampler emits).
+
+    Used to close offline responses given as text, so they end exactly as sampled ones do.
+    """
+    try:
+        text = tokenizer.apply_chat_template(
+            [{"role": "user", "content": "u"}, {"role": "assistant", "content": "RESPONSE"}], tokenize=False
+        )
+        tail = tokenizer(text.split("RESPONSE", 1)[1], add_special_tokens=False)["input_ids"]
+        for t in tail:
+            if t in stop_ids:
+                return int(t)
+    except Exception:  # templates that reject this shape fall back to EOS
+        pass
+    return int(stop_ids[0] if stop_ids else tokenizer.eos_token_id)
+
+
+def response_ids(tokenizer, text: str, eot_id: int) -> list[int]:
+    """Token IDs of a response given as text, closed by the end-of-turn token."""
+    return list(tokenizer(text, add_special_tokens=False)["input_ids"]) + [eot_id]
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    spec: str
+    stop_ids: tuple[int, ...]
+    pad_id: int
+
+
+def describe(model, tokenizer, spec: str) -> ModelInfo:
+    return ModelInfo(spec, tuple(stop_token_ids(model, tokenizer)), int(tokenizer.pad_token_id))
+
+
+@lru_cache(maxsize=None)
+def model_fingerprint(spec: str) -> str:
+    """A short content-ish id for cache keys: the local folder's config + weight file sizes/mtimes,
+    or the hub spec itself."""
+    import hashlib
+
+    p = Path(spec)
+    h = hashlib.sha256(spec.encode())
+    if p.is_dir():
+        for f in sorted(p.iterdir()):
+            if f.is_file():
+                st = f.stat()
+                h.update(f"{f.name}:{st.st_size}:{int(st.st_mtime)}".encode())
+    elif p.is_file():
+        st = p.stat()
+        h.update(f"{st.st_size}:{int(st.st_mtime)}".encode())
+    return h.hexdigest()[:16]
+
+
+def save_model(model, tokenizer, out_dir: str | Path) -> None:
+    """save_pretrained (safetensors) + tokenizer."""
+    model.save_pretrained(str(out_dir), safe_serialization=True)
+    tokenizer.save_pretrained(str(out_dir))
+
+
+def read_json(path: Path) -> dict:
+    return json.loads(Path(path).read_text())

@@ -1,0 +1,304 @@
+"""run_round(cfg): one DICE round (Algorithm 1 of the paper), resumable stage by stage.
+
+Round t (t ≥ 1) of a run in ``cfg.run_dir``:
+
+1. **generate** K samples per prompt from π_{t-1}                       → .work/gen/shard_*.parquet
+2. **score** ``logp_policy`` under π_{t-1} and ``logp_ref`` under π_{t-2}; ``reward = logp_policy -
+   logp_ref``; filter                                                    → samples.parquet
+3. **pairs**: α* (Eq. 6), best-vs-worst pairs (Eq. 5), replay mix with offline pairs (γ), reference
+   log-probs of offline pairs under π_{t-1}                              → alpha_sweep.csv, pairs.parquet
+4. **train** π_t by DPO from π_{t-1}, reference π_{t-1}                   → model/, train_log.jsonl
+5. **metrics**                                                           → metrics.json (round done)
+
+π_0 = ``cfg.policy``, π_{-1} = ``cfg.reference``, π_t = round_t/model. Each stage is skipped when
+its output exists; generation and scoring continue from their last saved shard. Samples are keyed
+by (seed, round, prompt_id, sample_id), so a resumed round produces the same files as an
+uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from dicekit import data, pairs as P, rundir
+from dicekit.config import RoundConfig, to_dict
+from dicekit.errors import UserError
+from dicekit.objectives import implicit_reward
+from dicekit.progress import say
+
+_RESUME_IGNORED = {"quiet", "report_to", "alpha", "num_rounds"}
+
+
+class _OneModel:
+    """Holds at most one loaded model (π_{t-1} and π_{t-2} are never both in memory)."""
+
+    def __init__(self, dtype: str):
+        self.dtype, self.spec, self.pair = dtype, None, None
+
+    def get(self, spec: str):
+        if self.spec != spec:
+            from dicekit.models import load_model
+
+            self.pair = None
+            self.pair = load_model(spec, dtype=self.dtype)
+            self.spec = spec
+        return self.pair
+
+
+def models_for_round(cfg: RoundConfig, t: int) -> tuple[str, str]:
+    """(policy π_{t-1}, reference π_{t-2}) specs for round t."""
+    run = Path(cfg.run_dir)
+    policy = cfg.policy if t == 1 else str(rundir.round_dir(run, t - 1) / "model")
+    if t == 1:
+        reference = cfg.reference
+    elif t == 2:
+        reference = cfg.policy
+    else:
+        reference = str(rundir.round_dir(run, t - 2) / "model")
+    return policy, reference
+
+
+def next_round(cfg: RoundConfig) -> int:
+    done = rundir.finished_rounds(cfg.run_dir)
+    return (max(done) + 1) if done else 1
+
+
+def _round_config(cfg: RoundConfig, t: int, policy: str, reference: str) -> dict:
+    return {"round": t, "policy": policy, "reference": reference, **to_dict(cfg), "alpha_requested": cfg.alpha,
+            **rundir.provenance()}
+
+
+def _check_resume(rdir: Path, current: dict) -> None:
+    path = rdir / "config.yaml"
+    if not path.exists():
+        return
+    import yaml
+
+    old = yaml.safe_load(path.read_text()) or {}
+    for key, value in current.items():
+        if key in _RESUME_IGNORED or key in ("dicekit_version", "git_sha"):
+            continue
+        if key in old and old[key] != value:
+            raise UserError(f"{path}: round was started with {key}={old[key]!r}, now {value!r}; "
+                            f"restore the setting or delete {rdir} to start the round again")
+
+
+def _prompts_with_ids(cfg: RoundConfig, tok) -> pd.DataFrame:
+    from dicekit.models import prompt_ids
+
+    prompts = data.load_prompts(cfg.prompts, cfg.prompts_split, cfg.max_prompts)
+    prompts["prompt_ids"] = [prompt_ids(tok, p) for p in prompts["prompt"]]
+    return prompts
+
+
+def stage_samples(cfg: RoundConfig, t: int, rdir: Path, models: _OneModel, policy: str, reference: str) -> pd.DataFrame:
+    """Generate + score + filter → samples.parquet."""
+    from dicekit.generate import generate_samples, mark_valid
+    from dicekit.models import stop_token_ids
+    from dicekit.score import score_samples
+
+    out = rdir / "samples.parquet"
+    if out.exists():
+        return pd.read_parquet(out)
+    work = rdir / ".work"
+    model, tok = models.get(policy)
+    prompts = _prompts_with_ids(cfg, tok)
+    stop_ids = stop_token_ids(model, tok)
+    samples = generate_samples(model, tok, stop_ids, prompts, work / "gen", seed=cfg.seed, round_=t,
+                               samples_per_prompt=cfg.samples_per_prompt, max_new_tokens=cfg.max_new_tokens,
+                               temperature=cfg.temperature, top_p=cfg.top_p, batch_size=cfg.generate_batch_size,
+                               quiet=cfg.quiet)
+    samples["prompt"] = [data.prompt_key(p) for p in prompts.set_index("prompt_id").loc[samples["prompt_id"], "prompt"]]
+    samples["valid"] = mark_valid(samples, drop_truncated=cfg.drop_truncated, min_chars=cfg.min_chars,
+                                  max_chars=cfg.max_chars, min_valid_samples=cfg.min_valid_samples)
+    valid = samples[samples["valid"]]
+    samples["logp_policy"] = np.nan
+    samples["logp_ref"] = np.nan
+    if len(valid):
+        samples.loc[valid.index, "logp_policy"] = score_samples(
+            model, valid, work / "score_policy", column="logp_policy", tokens_per_batch=cfg.score_tokens_per_batch,
+            quiet=cfg.quiet, label="scoring under policy")
+        ref_model, _ = models.get(reference)
+        samples.loc[valid.index, "logp_ref"] = score_samples(
+            ref_model, valid, work / "score_ref", column="logp_ref", tokens_per_batch=cfg.score_tokens_per_batch,
+            quiet=cfg.quiet, label="scoring under reference")
+    samples["reward"] = implicit_reward(samples["logp_policy"], samples["logp_ref"])
+    rundir.write_parquet(out, samples)
+    return samples
+
+
+def sample_lengths(samples: pd.DataFrame, unit: str) -> np.ndarray:
+    return samples["n_chars" if unit == "chars" else "n_tokens"].to_numpy(dtype=np.float64)
+
+
+def pack_valid(samples: pd.DataFrame, unit: str) -> tuple[pd.DataFrame, P.Groups]:
+    """Valid samples and their Groups matrix (dup keys = identical response token IDs)."""
+    valid = samples[samples["valid"]].reset_index(drop=True)
+    dup = pd.factorize(valid["prompt_id"] + "\x1f" + valid["response_ids"].map(lambda x: ",".join(map(str, x))))[0]
+    groups = P.pack(valid["prompt_id"].to_numpy(), valid["sample_id"].to_numpy(), valid["reward"].to_numpy(),
+                    sample_lengths(valid, unit), dup)
+    return valid, groups
+
+
+def generated_pairs(valid: pd.DataFrame, groups: P.Groups, alpha: float, unit: str) -> tuple[pd.DataFrame, int]:
+    """Best-vs-worst pairs at α (kept ones, in prompt order) and the number of degenerate ones."""
+    sel = P.select(groups, alpha)
+    g = np.flatnonzero(sel.keep)
+    c = valid.iloc[groups.row[g, sel.chosen_col[g]]].reset_index(drop=True)
+    r = valid.iloc[groups.row[g, sel.rejected_col[g]]].reset_index(drop=True)
+    lc, lr = sample_lengths(c, unit), sample_lengths(r, unit)
+    df = pd.DataFrame({
+        "prompt_id": c["prompt_id"], "prompt": c["prompt"], "chosen": c["response"], "rejected": r["response"],
+        "source": "generated", "chosen_sample_id": c["sample_id"].astype("Int64"),
+        "rejected_sample_id": r["sample_id"].astype("Int64"),
+        "chosen_reward_lr": sel.chosen_score[g], "rejected_reward_lr": sel.rejected_score[g], "alpha": alpha,
+        "chosen_reward": c["reward"], "rejected_reward": r["reward"], "chosen_length": lc, "rejected_length": lr,
+        "prompt_ids": c["prompt_ids"], "chosen_ids": c["response_ids"], "rejected_ids": r["response_ids"],
+        "ref_chosen_logps": c["logp_policy"], "ref_rejected_logps": r["logp_policy"],
+    })
+    return df, sel.n_degenerate
+
+
+def stage_pairs(cfg: RoundConfig, t: int, rdir: Path, models: _OneModel, samples: pd.DataFrame, policy: str) -> tuple[pd.DataFrame, dict]:
+    """α* search, pairs, replay → alpha_sweep.csv + pairs.parquet."""
+    out = rdir / "pairs.parquet"
+    valid, groups = pack_valid(samples, cfg.length_unit)
+    grid = P.alpha_grid(*cfg.alpha_grid)
+    alpha_star, tried, mean_diff, n_pairs = P.search_alpha(groups, grid, cfg.alpha_search)
+    alpha = alpha_star if cfg.alpha is None else float(cfg.alpha)
+    info = {"alpha": alpha, "alpha_star": alpha_star}
+    if out.exists():
+        return pd.read_parquet(out), info
+    rundir.write_csv(rdir / "alpha_sweep.csv", pd.DataFrame({"alpha": tried, "mean_len_diff": mean_diff, "n_pairs": n_pairs}))
+    gen, n_degenerate = generated_pairs(valid, groups, alpha, cfg.length_unit)
+    info["n_degenerate"] = n_degenerate
+    offline = None
+    n_off_avail = 0
+    if cfg.replay_ratio > 0:
+        offline = data.load_pairs(cfg.offline_data, cfg.offline_split, cfg.max_offline_pairs)
+        used = set(gen["prompt"])
+        offline_keys = [data.prompt_key(p) for p in offline["prompt"]]
+        n_off_avail = sum(k not in used for k in offline_keys)
+    n_gen, n_off = P.replay_counts(len(gen), n_off_avail, cfg.replay_ratio, cfg.max_pairs)
+    if n_gen < len(gen):
+        keep = np.sort(np.random.default_rng([cfg.seed, t, 1]).choice(len(gen), n_gen, replace=False))
+        gen = gen.iloc[keep].reset_index(drop=True)
+    frames = [gen]
+    if n_off:
+        idx = P.draw_offline(offline_keys, set(gen["prompt"]), n_off, seed=[cfg.seed, t, 2])
+        frames.append(_offline_rows(offline.iloc[idx].reset_index(drop=True), models, policy, rdir, cfg, alpha))
+    result = pd.concat(frames, ignore_index=True)
+    if len(result) == 0:
+        raise UserError(f"{cfg.prompts}: round {t} has no training pairs (no prompt had "
+                        f"{cfg.min_valid_samples} valid samples and replay_ratio is {cfg.replay_ratio})")
+    rundir.write_parquet(out, result)
+    return result, info
+
+
+def _offline_rows(off: pd.DataFrame, models: _OneModel, policy: str, rdir: Path, cfg: RoundConfig, alpha: float) -> pd.DataFrame:
+    """Offline pairs tokenised with the generation template, reference log-probs under π_{t-1}."""
+    from dicekit.models import end_of_turn_id, prompt_ids, response_ids, stop_token_ids
+    from dicekit.score import score_samples
+
+    model, tok = models.get(policy)
+    eot = end_of_turn_id(tok, stop_token_ids(model, tok))
+    p_ids = [prompt_ids(tok, p) for p in off["prompt"]]
+    c_ids = [response_ids(tok, x, eot) for x in off["chosen"]]
+    r_ids = [response_ids(tok, x, eot) for x in off["rejected"]]
+    n = len(off)
+    both = pd.DataFrame({"prompt_id": list(off["prompt_id"]) * 2, "sample_id": list(range(2 * n)),
+                         "prompt_ids": p_ids * 2, "response_ids": c_ids + r_ids})
+    lp = score_samples(model, both, rdir / ".work" / "score_offline", column="logp", quiet=cfg.quiet,
+                       tokens_per_batch=cfg.score_tokens_per_batch, label="scoring offline pairs").to_numpy()
+    return pd.DataFrame({
+        "prompt_id": off["prompt_id"], "prompt": [data.prompt_key(p) for p in off["prompt"]],
+        "chosen": off["chosen"], "rejected": off["rejected"], "source": "offline",
+        "chosen_sample_id": pd.array([None] * n, dtype="Int64"), "rejected_sample_id": pd.array([None] * n, dtype="Int64"),
+        "chosen_reward_lr": np.nan, "rejected_reward_lr": np.nan, "alpha": alpha,
+        "chosen_reward": np.nan, "rejected_reward": np.nan,
+        "chosen_length": [len(x) if cfg.length_unit == "chars" else len(i) for x, i in zip(off["chosen"], c_ids)],
+        "rejected_length": [len(x) if cfg.length_unit == "chars" else len(i) for x, i in zip(off["rejected"], r_ids)],
+        "prompt_ids": p_ids, "chosen_ids": c_ids, "rejected_ids": r_ids,
+        "ref_chosen_logps": lp[:n], "ref_rejected_logps": lp[n:],
+    })
+
+
+def round_metrics(samples: pd.DataFrame, pairs_df: pd.DataFrame, info: dict, train: dict, log_path: Path) -> dict:
+    """The round's summary numbers, all computed from its files."""
+    import json
+
+    valid = samples[samples["valid"]]
+    gen = pairs_df[pairs_df["source"] == "generated"]
+    logs = [json.loads(x) for x in log_path.read_text().splitlines() if x.strip()] if log_path.exists() else []
+    steps = [x for x in logs if "loss" in x]
+    m = {
+        "n_prompts": int(samples["prompt_id"].nunique()),
+        "n_samples": int(len(samples)),
+        "n_valid_samples": int(len(valid)),
+        "n_valid_prompts": int(valid["prompt_id"].nunique()),
+        "n_truncated": int((samples["finish_reason"] == "length").sum()),
+        "alpha": info["alpha"], "alpha_star": info["alpha_star"],
+        "n_pairs": int(len(pairs_df)), "n_pairs_generated": int(len(gen)),
+        "n_pairs_offline": int((pairs_df["source"] == "offline").sum()),
+        "mean_len_chosen": float(gen["chosen_length"].mean()) if len(gen) else None,
+        "mean_len_rejected": float(gen["rejected_length"].mean()) if len(gen) else None,
+        "mean_len_diff": float((gen["chosen_length"] - gen["rejected_length"]).mean()) if len(gen) else None,
+        "mean_reward_margin": float((gen["chosen_reward"] - gen["rejected_reward"]).mean()) if len(gen) else None,
+        "mean_reward_lr_margin": float((gen["chosen_reward_lr"] - gen["rejected_reward_lr"]).mean()) if len(gen) else None,
+        "corr_reward_length": float(np.corrcoef(valid["reward"], valid["n_chars"])[0, 1]) if len(valid) > 2 else None,
+        **train,
+        "final_loss": steps[-1]["loss"] if steps else None,
+        "final_reward_accuracy": steps[-1].get("rewards/accuracies") if steps else None,
+    }
+    return m
+
+
+def run_round(cfg: RoundConfig, round_: int | None = None) -> Path:
+    """Run (or resume) round ``round_`` (default: the next unfinished one). Returns the round folder."""
+    from dicekit.train import TrainConfig, train_dpo
+
+    t = round_ or next_round(cfg)
+    if t > 1 and not (rundir.round_dir(cfg.run_dir, t - 1) / "metrics.json").exists():
+        raise UserError(f"{cfg.run_dir}: round {t - 1} is not finished; run it first")
+    rdir = rundir.round_dir(cfg.run_dir, t)
+    if (rdir / "metrics.json").exists():
+        say(f"round {t} is already finished ({rdir}); nothing to do", cfg.quiet)
+        return rdir
+    policy, reference = models_for_round(cfg, t)
+    current = _round_config(cfg, t, policy, reference)
+    _check_resume(rdir, current)
+    rdir.mkdir(parents=True, exist_ok=True)
+    rundir.write_yaml(Path(cfg.run_dir) / "run.yaml", {**to_dict(cfg), **rundir.provenance()})
+    if not (rdir / "config.yaml").exists():
+        rundir.write_yaml(rdir / "config.yaml", current)
+    say(f"round {t}: policy {policy}, reference {reference}", cfg.quiet)
+    timings = {}
+    models = _OneModel(cfg.score_dtype)
+    t0 = time.perf_counter()
+    samples = stage_samples(cfg, t, rdir, models, policy, reference)
+    timings["samples_s"] = time.perf_counter() - t0
+    valid = samples[samples["valid"]]
+    say(f"samples: {len(samples)} from {samples['prompt_id'].nunique()} prompts, {len(valid)} valid "
+        f"({valid['prompt_id'].nunique()} prompts)", cfg.quiet)
+    t0 = time.perf_counter()
+    pairs_df, info = stage_pairs(cfg, t, rdir, models, samples, policy)
+    timings["pairs_s"] = time.perf_counter() - t0
+    rundir.write_yaml(rdir / "config.yaml", {**current, "alpha": info["alpha"]})
+    n_gen = int((pairs_df["source"] == "generated").sum())
+    say(f"pairs: alpha={info['alpha']:.4g}, {n_gen} generated + {len(pairs_df) - n_gen} offline", cfg.quiet)
+    models.pair = None
+    t0 = time.perf_counter()
+    train = {}
+    if not (rdir / "model").exists():
+        tcfg = TrainConfig.from_round(cfg, seed=cfg.seed + t)
+        train = train_dpo(policy, pairs_df, rdir / "model", tcfg, rdir / "train_log.jsonl", rdir / ".work" / "train")
+    timings["train_s"] = time.perf_counter() - t0
+    metrics = {"round": t, **round_metrics(samples, pairs_df, info, train, rdir / "train_log.jsonl"), "timings": timings}
+    rundir.write_json(rdir / "metrics.json", metrics)
+    rundir.cleanup_work(rdir)
+    say(f"round {t} done: {len(pairs_df)} pairs, final loss {metrics['final_loss']}, model in {rdir / 'model'}", cfg.quiet)
+    return rdir

@@ -1,0 +1,163 @@
+"""Stage: one DPO round through TRL's DPOTrainer, on exact token IDs, reference log-probs supplied.
+
+The trainer is fed rows of ``prompt_ids``, ``chosen_ids``, ``rejected_ids`` (the IDs the sampler
+produced, or the templated offline pairs) and ``ref_chosen_logps``/``ref_rejected_logps`` (computed
+by dicekit's scorer under the frozen reference π_{t-1}: for generated pairs these are the
+``logp_policy`` values already scored for the implicit reward; only offline pairs need a reference
+forward). Two protected DPOTrainer methods are overridden for this — ``_prepare_dataset`` (TRL would
+re-tokenise text, possibly adding a second BOS and an EOS the model never emitted) and
+``_precompute_ref_logps`` (TRL would recompute what we already have) — so trl is pinned exactly and
+tests/test_train.py pins the behaviour (TRL's logged rewards equal dicekit's implicit reward).
+
+Deliberate deviation from the official recipe: a warm-up is only honoured if asked for
+(``warmup_steps > 0`` turns ``constant`` into ``constant_with_warmup``); the official 50 warm-up
+steps under a ``constant`` schedule were a no-op, which is also what ``warmup_steps: 0`` does.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from dicekit import rundir
+from dicekit.models import load_model, save_model
+
+TRAIN_COLUMNS = ["prompt_ids", "chosen_ids", "rejected_ids", "ref_chosen_logps", "ref_rejected_logps"]
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    beta: float = 0.1
+    loss_type: tuple[str, ...] = ("sigmoid",)
+    loss_weights: tuple[float, ...] | None = None
+    learning_rate: float = 5e-7
+    lr_scheduler_type: str = "constant"
+    warmup_steps: int = 0
+    global_batch_size: int = 32
+    per_device_batch_size: int = 4
+    max_steps: int | None = 300
+    num_epochs: float = 1.0
+    train_dtype: str = "float32"
+    gradient_checkpointing: bool = False
+    logging_steps: int = 1
+    report_to: tuple[str, ...] = ()
+    seed: int = 42
+    quiet: bool = False
+
+    @classmethod
+    def from_round(cls, cfg, seed: int) -> "TrainConfig":
+        names = cls.__dataclass_fields__.keys() - {"seed"}
+        return cls(seed=seed, **{n: getattr(cfg, n) for n in names})
+
+
+def _trainer_class():
+    from trl import DPOTrainer
+
+    class TokenDPOTrainer(DPOTrainer):
+        """DPOTrainer on rows that are already token IDs with reference log-probs attached."""
+
+        def _prepare_dataset(self, dataset, processing_class, args, dataset_name):
+            missing = [c for c in TRAIN_COLUMNS if c not in dataset.column_names]
+            if missing:
+                raise ValueError(f"training rows lack {missing}")
+            return dataset
+
+        def _precompute_ref_logps(self, dataset, name, batch_size):
+            return dataset
+
+    return TokenDPOTrainer
+
+
+def _log_callback(path: Path):
+    from transformers import TrainerCallback
+
+    class JsonlLog(TrainerCallback):
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            if logs and state.is_world_process_zero:
+                with path.open("a") as f:
+                    f.write(json.dumps({"step": state.global_step, "epoch": state.epoch, **logs}) + "\n")
+
+    return JsonlLog()
+
+
+def dpo_args(cfg: TrainConfig, output_dir: str, n_rows: int, world_size: int = 1):
+    """The DPOConfig of a round (exposed for tests and `check-recipe`)."""
+    import torch
+    from trl import DPOConfig
+
+    accum = max(1, cfg.global_batch_size // (cfg.per_device_batch_size * world_size))
+    scheduler = cfg.lr_scheduler_type
+    if cfg.warmup_steps > 0 and scheduler == "constant":
+        scheduler = "constant_with_warmup"
+    steps = cfg.max_steps if cfg.max_steps is not None else -1
+    return DPOConfig(
+        output_dir=output_dir,
+        beta=cfg.beta,
+        loss_type=list(cfg.loss_type),
+        loss_weights=list(cfg.loss_weights) if cfg.loss_weights else None,
+        learning_rate=cfg.learning_rate,
+        lr_scheduler_type=scheduler,
+        warmup_steps=cfg.warmup_steps,
+        per_device_train_batch_size=cfg.per_device_batch_size,
+        gradient_accumulation_steps=accum,
+        max_steps=steps,
+        num_train_epochs=cfg.num_epochs,
+        logging_steps=cfg.logging_steps,
+        report_to=list(cfg.report_to) or "none",
+        save_strategy="no",
+        bf16=cfg.train_dtype == "bfloat16",
+        use_cpu=not torch.cuda.is_available(),
+        precompute_ref_log_probs=True,
+        max_length=None,
+        seed=cfg.seed,
+        data_seed=cfg.seed,
+        gradient_checkpointing=cfg.gradient_checkpointing,
+        disable_tqdm=cfg.quiet,
+        remove_unused_columns=False,
+        dataloader_drop_last=False,
+    )
+
+
+def train_dpo(policy: str, rows: pd.DataFrame, out_dir: str | Path, cfg: TrainConfig, log_path: str | Path,
+              work_dir: str | Path) -> dict:
+    """Train π_t from ``policy`` on ``rows`` (TRAIN_COLUMNS) and save it to ``out_dir`` atomically.
+
+    ``train_log.jsonl`` gets one JSON object per logging step. Returns a summary of the run."""
+    import datasets
+
+    missing = [c for c in TRAIN_COLUMNS if c not in rows.columns]
+    if missing:
+        raise ValueError(f"training rows lack {missing}")
+    if len(rows) == 0:
+        raise ValueError("no training pairs")
+    work_dir = Path(work_dir)
+    work_dir.mkdir(parents=True, exist_ok=True)
+    tmp_log = work_dir / "train_log.jsonl"
+    tmp_log.unlink(missing_ok=True)
+    model, tok = load_model(policy, dtype=cfg.train_dtype)
+    ds = datasets.Dataset.from_dict({
+        "prompt_ids": [list(map(int, x)) for x in rows["prompt_ids"]],
+        "chosen_ids": [list(map(int, x)) for x in rows["chosen_ids"]],
+        "rejected_ids": [list(map(int, x)) for x in rows["rejected_ids"]],
+        "ref_chosen_logps": rows["ref_chosen_logps"].astype(float).tolist(),
+        "ref_rejected_logps": rows["ref_rejected_logps"].astype(float).tolist(),
+    })
+    args = dpo_args(cfg, str(work_dir / "trainer"), len(rows))
+    trainer = _trainer_class()(model=model, args=args, train_dataset=ds, processing_class=tok,
+                               callbacks=[_log_callback(tmp_log)])
+    result = trainer.train()
+    with rundir.atomic_path(out_dir) as tmp:
+        save_model(trainer.model, tok, tmp)
+    shutil.move(str(tmp_log), str(log_path)) if tmp_log.exists() else rundir.write_text(log_path, "")
+    steps = trainer.state.global_step
+    return {
+        "train_steps": steps,
+        "train_pairs": len(rows),
+        "train_epochs": float(trainer.state.epoch or 0.0),
+        "train_loss": float(result.training_loss) if not math.isnan(result.training_loss) else None,
+    }
