@@ -1,0 +1,224 @@
+"""`dicekit eval alpaca`: AlpacaEval 2 — generate, judge, or only recompute metrics.
+
+Modes (exactly one source):
+  --model PATH_OR_ID     generate answers to the eval set, judge them, compute metrics
+  --outputs FILE         judge an existing model_outputs.json, compute metrics
+  --annotations FILE     metrics only, from an annotations.json (no judge calls)
+
+Judges (``--judge``): an OpenAI-compatible model name (default gpt-4-1106-preview on OpenAI;
+``--judge-base-url`` for a local vLLM server, key from ``$--judge-api-key-env``), a YAML file with
+those settings, ``hf:PATH_OR_ID`` (a local HF model's next-token probabilities), or ``oracle`` (the
+task world's oracle). Outputs go to ``--out``: model_outputs.json, annotations.json,
+leaderboard.csv and metrics.json.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+from dicekit.cliutil import parser
+from dicekit.errors import UserError
+
+DEFAULT_JUDGE = "gpt-4-1106-preview"
+
+
+def build_parser():
+    p = parser("eval alpaca", "AlpacaEval 2: raw and length-controlled win rate against gpt4_1106_preview.")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--model", help="generate outputs with this model (local folder, hub id or .gguf)")
+    src.add_argument("--outputs", help="judge this model_outputs.json")
+    src.add_argument("--annotations", help="metrics only, from this annotations.json")
+    p.add_argument("--reference-outputs", help="eval set + baseline outputs (JSON); default: the hub dataset")
+    p.add_argument("--name", help="generator name for the model's outputs (default: the model folder name)")
+    p.add_argument("--out", help="output folder (model_outputs.json, annotations.json, leaderboard.csv, metrics.json)")
+    p.add_argument("--max-instances", type=int, help="only the first N eval instructions (smoke tests)")
+    g = p.add_argument_group("generation (--model)")
+    g.add_argument("--max-new-tokens", type=int, default=2048)
+    g.add_argument("--temperature", type=float, default=0.0, help="0 = greedy")
+    g.add_argument("--top-p", type=float, default=1.0)
+    g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--dtype", default="float32")
+    g.add_argument("--batch-size", type=int, default=8)
+    j = p.add_argument_group("judge (--model, --outputs)")
+    j.add_argument("--judge", default=DEFAULT_JUDGE, help="model name | config.yaml | hf:PATH_OR_ID | oracle")
+    j.add_argument("--judge-base-url", default=None, help="OpenAI-compatible base URL (default OpenAI's)")
+    j.add_argument("--judge-api-key-env", default="OPENAI_API_KEY", help="environment variable holding the key")
+    j.add_argument("--concurrency", type=int, default=8)
+    j.add_argument("--max-retries", type=int, default=6)
+    j.add_argument("--timeout", type=float, default=60.0, help="seconds per request")
+    j.add_argument("--price-per-mtok", type=float, nargs=2, metavar=("PROMPT", "COMPLETION"),
+                   help="USD per million tokens, for cost on models without a known price")
+    j.add_argument("--cache-dir", help="annotation cache folder (default ~/.cache/dicekit/judge_annotations)")
+    m = p.add_argument_group("metrics")
+    m.add_argument("--difficulty", help="instruction difficulty CSV (or 'hub'); enables LC")
+    m.add_argument("--gamed", help="gamed-baseline rows CSV (upstream df_gamed.csv, or 'hub'): the official LC fit")
+    m.add_argument("--glm-weights", help="predict LC from published per-model GLM coefficients instead of fitting")
+    m.add_argument("--legacy-row-order", action="store_true", help="join difficulty by row position, as upstream")
+    m.add_argument("--reparse", action="store_true", help="re-derive preferences from raw_completion first")
+    m.add_argument("--json", action="store_true", help="print one JSON object")
+    return p
+
+
+def make_judge(args):
+    """The judge named by --judge (see module docstring)."""
+    spec = args.judge
+    if spec == "oracle":
+        from dicekit.world.judge import OracleJudge
+
+        return OracleJudge()
+    if spec.startswith("hf:"):
+        from dicekit.evals.hf_judge import HFJudge
+
+        return HFJudge(spec[3:], dtype=args.dtype)
+    from dicekit.evals.openai_judge import OPENAI_BASE_URL, Endpoint, OpenAIJudge
+
+    settings = {"model": spec}
+    if spec.endswith((".yaml", ".yml")):
+        settings = _judge_config(Path(spec))
+    settings.setdefault("base_url", args.judge_base_url or OPENAI_BASE_URL)
+    settings.setdefault("api_key_env", args.judge_api_key_env)
+    settings.setdefault("concurrency", args.concurrency)
+    settings.setdefault("max_retries", args.max_retries)
+    settings.setdefault("timeout_s", args.timeout)
+    if args.price_per_mtok:
+        settings.setdefault("price_per_mtok", tuple(args.price_per_mtok))
+    if "price_per_mtok" in settings:
+        settings["price_per_mtok"] = tuple(settings["price_per_mtok"])
+    endpoint = Endpoint(**settings)
+    import os
+
+    if endpoint.public_url() == OPENAI_BASE_URL and not os.environ.get(endpoint.api_key_env):
+        raise UserError(f"--judge {endpoint.model}: set ${endpoint.api_key_env} to the OpenAI API key "
+                        "(or point --judge-base-url at a local OpenAI-compatible server)")
+    return OpenAIJudge(endpoint)
+
+
+def _judge_config(path: Path) -> dict:
+    import yaml
+
+    from dicekit.evals.openai_judge import Endpoint
+
+    if not path.is_file():
+        raise UserError(f"{path}: judge config not found")
+    data = yaml.safe_load(path.read_text()) or {}
+    allowed = set(Endpoint.__dataclass_fields__)
+    unknown = sorted(set(data) - allowed) if isinstance(data, dict) else ["<not a mapping>"]
+    if unknown:
+        raise UserError(f"{path}: unknown judge setting(s) {', '.join(unknown)} (allowed: {', '.join(sorted(allowed))})")
+    if "model" not in data:
+        raise UserError(f"{path}: field 'model': missing")
+    return dict(data)
+
+
+def _generate(args, reference: list[dict], out: Path | None) -> list[dict]:
+    from dicekit.evals.alpaca import load_outputs, write_json
+    from dicekit.generate import complete
+    from dicekit.models import load_model
+
+    name = args.name or Path(args.model.rstrip("/")).name.removesuffix(".gguf")
+    path = out / "model_outputs.json" if out else None
+    if path is not None and path.is_file():  # a finished generation stage is reused
+        rows = load_outputs(path, "outputs")
+        have = {r["instruction"] for r in rows}
+        if rows[0]["generator"] == name and all(r["instruction"] in have for r in reference):
+            print(f"reusing {path}", file=sys.stderr)
+            return rows
+    model, tokenizer = load_model(args.model, dtype=args.dtype)
+    texts = complete(model, tokenizer, [r["instruction"] for r in reference], max_new_tokens=args.max_new_tokens,
+                     temperature=args.temperature, top_p=args.top_p, seed=args.seed, batch_size=args.batch_size,
+                     quiet=args.json)
+    rows = [{"instruction": r["instruction"], "output": t, "generator": name, "dataset": r.get("dataset")}
+            for r, t in zip(reference, texts)]
+    if path is not None:
+        write_json(path, rows)
+    return rows
+
+
+def _judge_rows(args, rows: list[dict]) -> tuple[list[dict], dict]:
+    from dicekit.evals.alpaca import annotate, annotation_records, stats_dict
+    from dicekit.evals.cache import AnnotationCache, default_cache_dir
+    from dicekit.evals.judges import Comparison
+
+    judge = make_judge(args)
+    cache = None
+    if hasattr(judge, "identity"):
+        cache = AnnotationCache(args.cache_dir or default_cache_dir(), judge.identity())
+    items = [Comparison(r["instruction"], r["output_1"], r["output_2"]) for r in rows]
+    judgements, stats = annotate(items, judge, cache)
+    summary = stats_dict(stats)
+    print(f"judge {judge.name}: {stats.n_items} items, {stats.n_cached} cached, {stats.n_identical} identical, "
+          f"{stats.n_called} called ({stats.n_failed} failed), ${stats.price_usd:.4f}, "
+          f"{stats.wall_time_s:.1f} s", file=sys.stderr)
+    if stats.n_failed:
+        print(f"dicekit eval alpaca: {stats.n_failed} of {stats.n_called} judge calls failed "
+              f"(first: {stats.first_error}); rerun the same command to retry them — the rest are cached",
+              file=sys.stderr)
+        raise SystemExit(1)
+    return annotation_records(rows, judgements, judge.name), summary
+
+
+def _lc_inputs(args, rows: list[dict], reference: list[dict] | None):
+    from dicekit.evals import alpaca
+
+    gamed, difficulty = None, None
+    if args.gamed:
+        gamed, difficulty = alpaca.load_gamed(args.gamed)
+    if args.difficulty:
+        difficulty = alpaca.load_difficulty(args.difficulty)
+    if difficulty is None:
+        if args.glm_weights:
+            raise UserError("--glm-weights needs --difficulty (or --gamed) for the instruction difficulties")
+        return None, None, None
+    if reference is None and difficulty.by_instruction is None and not args.legacy_row_order:
+        reference = alpaca.load_outputs(args.reference_outputs, "reference outputs")
+    per_row = alpaca.difficulty_for_rows(rows, difficulty, reference, args.legacy_row_order)
+    weights = alpaca.load_glm_weights(args.glm_weights) if args.glm_weights else None
+    return per_row, gamed, weights
+
+
+def main(argv: list[str]) -> int:
+    args = build_parser().parse_args(argv)
+    from dicekit.evals import alpaca
+
+    out = Path(args.out) if args.out else None
+    extra: dict = {}
+    reference = None
+    if args.annotations:
+        rows = alpaca.load_annotations(args.annotations)
+        if args.reparse:
+            rows, extra["n_reparsed"], extra["n_reparse_mismatch"] = alpaca.reparse(rows, args.annotations)
+    else:
+        reference = alpaca.load_outputs(args.reference_outputs, "reference outputs")
+        if args.max_instances:
+            reference = reference[: args.max_instances]
+        outputs = _generate(args, reference, out) if args.model else alpaca.load_outputs(args.outputs, "outputs", args.name)
+        rows, extra = _judge_rows(args, alpaca.pair_with_reference(reference, outputs))
+        if out is not None:
+            alpaca.write_json(out / "annotations.json", rows)
+    difficulty, gamed, weights = _lc_inputs(args, rows, reference)
+    metrics = {**alpaca.compute_metrics(rows, difficulty, gamed, weights), **extra}
+    name = str(rows[0]["generator_2"])
+    if out is not None:
+        alpaca.write_leaderboard(out / "leaderboard.csv", name, metrics)
+        alpaca.write_json(out / "metrics.json", {"model": name, **metrics})
+    if args.json:
+        print(json.dumps({"model": name, **metrics}))
+    else:
+        _print_summary(name, metrics, out)
+    return 0
+
+
+def _print_summary(name: str, metrics: dict, out: Path | None) -> None:
+    lines = [f"{name}: win rate {metrics['win_rate']:.2f} ± {metrics['standard_error']:.2f}"
+             f" ({metrics['n_wins']} wins, {metrics['n_wins_base']} losses, {metrics['n_draws']} draws of "
+             f"{metrics['n_total']}); discrete {metrics['discrete_win_rate']:.2f}; avg length {metrics['avg_length']}"]
+    if "length_controlled_winrate" in metrics:
+        label = metrics["lc_glm"] + ("" if metrics["lc_official"] else " — NOT the official LC (no --gamed)")
+        lines.append(f"LC win rate {metrics['length_controlled_winrate']:.2f} ± {metrics['lc_standard_error']:.2f} ({label})")
+    if "n_reparsed" in metrics:
+        lines.append(f"reparsed {metrics['n_reparsed']} preferences, {metrics['n_reparse_mismatch']} differ from stored")
+    if out is not None:
+        lines.append(f"written to {out}/")
+    print("\n".join(lines))
