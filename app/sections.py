@@ -137,17 +137,20 @@ def pairs_table(rnd: Round) -> pd.DataFrame | None:
 # --- 3. one prompt ---------------------------------------------------------------------------------
 
 def pick_prompt(view: pd.DataFrame | None, rnd: Round, limit: int = 1000) -> str | None:
-    """The prompt selector: the first ``limit`` prompts of the filtered, sorted table."""
-    ids = [] if view is None else list(dict.fromkeys(view["prompt_id"].head(limit)))
-    if not ids and rnd.samples() is not None:
-        ids = list(dict.fromkeys(rnd.samples()["prompt_id"].head(limit)))
-    current = st.session_state.get("prompt")
-    if current is not None and current not in ids:
-        ids = [current] + ids
-    if not ids:
+    """The prompt selector, over the first ``limit`` prompts of the filtered, sorted table (a row
+    picked in the table is added); without pairs, over the round's sampled prompts."""
+    source = view if view is not None else rnd.samples()
+    if source is None or source.empty:
         return None
-    prompts = {} if view is None else dict(zip(view["prompt_id"].head(limit), view["prompt"].head(limit)))
-    label = lambda p: f"{p} — {str(prompts.get(p, ''))[:70]}"  # noqa: E731
+    ids = list(dict.fromkeys(source["prompt_id"].head(limit)))
+    picked = st.session_state.get("_grid_pick")
+    if picked and picked[0] == rnd.t and picked[1] not in ids and picked[1] in set(source["prompt_id"]):
+        ids.insert(0, picked[1])
+    if st.session_state.get("prompt") not in ids:
+        st.session_state["prompt"] = ids[0]
+    head = source.head(limit)
+    texts = dict(zip(head["prompt_id"], head["prompt"])) if "prompt" in head else {}
+    label = lambda p: f"{p} — {str(texts[p])[:70]}" if p in texts else str(p)  # noqa: E731
     return st.selectbox("prompt (from the filtered table)", ids, key="prompt", format_func=label)
 
 
