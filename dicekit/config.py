@@ -49,6 +49,7 @@ class RoundConfig:
     # scoring
     score_dtype: Literal["float32", "bfloat16", "float16"] = "float32"
     score_tokens_per_batch: int = 16384
+    score_shard_size: int = 1024  # samples per resumable scoring shard
     # α* and pairs
     length_unit: Literal["chars", "tokens"] = "chars"
     alpha: float | None = None  # None: search α* on the grid; a number fixes α

@@ -101,6 +101,7 @@ def generate_samples(model, tokenizer, stop_ids, prompts: pd.DataFrame, work_dir
                              "response": text, "prompt_ids": p_ids, "response_ids": r_ids,
                              "n_tokens": len(r_ids), "n_chars": len(text), "finish_reason": reason})
             rundir.write_parquet(work_dir / f"shard_{i:06d}.parquet", pd.DataFrame(rows, columns=SAMPLE_COLUMNS))
+            rundir.fault_point(f"gen:{i}")
             advance(hi - lo)
     frames = [pd.read_parquet(work_dir / f"shard_{i:06d}.parquet") for i in todo]
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=SAMPLE_COLUMNS)

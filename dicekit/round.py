@@ -68,7 +68,9 @@ def next_round(cfg: RoundConfig) -> int:
 
 
 def _round_config(cfg: RoundConfig, t: int, policy: str, reference: str) -> dict:
-    return {"round": t, "policy": policy, "reference": reference, **to_dict(cfg), "alpha_requested": cfg.alpha,
+    run = to_dict(cfg)
+    run_models = {"run_policy": run.pop("policy"), "run_reference": run.pop("reference")}
+    return {"round": t, "policy": policy, "reference": reference, **run, **run_models, "alpha_requested": cfg.alpha,
             **rundir.provenance()}
 
 
@@ -120,11 +122,11 @@ def stage_samples(cfg: RoundConfig, t: int, rdir: Path, models: _OneModel, polic
     samples["logp_ref"] = np.nan
     if len(valid):
         samples.loc[valid.index, "logp_policy"] = score_samples(
-            model, valid, work / "score_policy", column="logp_policy", tokens_per_batch=cfg.score_tokens_per_batch,
+            model, valid, work / "score_policy", column="logp_policy", tokens_per_batch=cfg.score_tokens_per_batch, shard_rows=cfg.score_shard_size,
             quiet=cfg.quiet, label="scoring under policy")
         ref_model, _ = models.get(reference)
         samples.loc[valid.index, "logp_ref"] = score_samples(
-            ref_model, valid, work / "score_ref", column="logp_ref", tokens_per_batch=cfg.score_tokens_per_batch,
+            ref_model, valid, work / "score_ref", column="logp_ref", tokens_per_batch=cfg.score_tokens_per_batch, shard_rows=cfg.score_shard_size,
             quiet=cfg.quiet, label="scoring under reference")
     samples["reward"] = implicit_reward(samples["logp_policy"], samples["logp_ref"])
     rundir.write_parquet(out, samples)
@@ -257,6 +259,18 @@ def round_metrics(samples: pd.DataFrame, pairs_df: pd.DataFrame, info: dict, tra
     return m
 
 
+def _check_inputs(cfg: RoundConfig, policy: str, reference: str) -> None:
+    """Fail on bad input before anything is written: data files parse, models have tokenizers."""
+    from dicekit.models import load_tokenizer
+
+    data.load_prompts(cfg.prompts, cfg.prompts_split, cfg.max_prompts)
+    if cfg.replay_ratio > 0:
+        data.load_pairs(cfg.offline_data, cfg.offline_split, cfg.max_offline_pairs)
+    for spec in (policy, reference):
+        if Path(spec).exists() or spec.endswith(".gguf"):
+            load_tokenizer(spec)
+
+
 def run_round(cfg: RoundConfig, round_: int | None = None) -> Path:
     """Run (or resume) round ``round_`` (default: the next unfinished one). Returns the round folder."""
     from dicekit.train import TrainConfig, train_dpo
@@ -266,11 +280,12 @@ def run_round(cfg: RoundConfig, round_: int | None = None) -> Path:
         raise UserError(f"{cfg.run_dir}: round {t - 1} is not finished; run it first")
     rdir = rundir.round_dir(cfg.run_dir, t)
     if (rdir / "metrics.json").exists():
-        say(f"round {t} is already finished ({rdir}); nothing to do", cfg.quiet)
+        say(f"round {t} is already finished ({rdir}); nothing to do")
         return rdir
     policy, reference = models_for_round(cfg, t)
     current = _round_config(cfg, t, policy, reference)
     _check_resume(rdir, current)
+    _check_inputs(cfg, policy, reference)
     rdir.mkdir(parents=True, exist_ok=True)
     rundir.write_yaml(Path(cfg.run_dir) / "run.yaml", {**to_dict(cfg), **rundir.provenance()})
     if not (rdir / "config.yaml").exists():

@@ -108,5 +108,17 @@ def provenance() -> dict[str, Any]:
     return {"dicekit_version": dicekit.__version__, "git_sha": git_sha()}
 
 
+def fault_point(name: str) -> None:
+    """Crash-testing hook: SIGKILL this process when env DICEKIT_KILL_AT equals ``name``.
+
+    Stages call it right after writing each shard (``gen:<i>``, ``score_policy:<i>``, ...), so tests
+    can kill a round at an exact point and check that the resumed run equals an uninterrupted one.
+    """
+    if os.environ.get("DICEKIT_KILL_AT") == name:
+        import signal
+
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
 def cleanup_work(rdir: Path) -> None:
     shutil.rmtree(Path(rdir) / ".work", ignore_errors=True)

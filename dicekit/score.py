@@ -88,7 +88,7 @@ def score_sequences(model, prompt_ids: list, response_ids: list, *, tokens_per_b
 
 
 def score_samples(model, samples: pd.DataFrame, work_dir: Path, *, column: str, tokens_per_batch: int,
-                  shard_rows: int = 2048, quiet: bool = False, label: str = "scoring") -> pd.Series:
+                  shard_rows: int = 1024, quiet: bool = False, label: str = "scoring") -> pd.Series:
     """Score ``samples`` (prompt_id, sample_id, prompt_ids, response_ids) in resumable shards under
     ``work_dir``; returns ``column`` aligned with ``samples.index``. Shards hold fixed row ranges of the
     (deterministically ordered) input, written atomically; existing shards are reused."""
@@ -105,6 +105,7 @@ def score_samples(model, samples: pd.DataFrame, work_dir: Path, *, column: str, 
                                        tokens_per_batch=tokens_per_batch)
                 rundir.write_parquet(path, pd.DataFrame({"prompt_id": chunk["prompt_id"].to_numpy(),
                                                          "sample_id": chunk["sample_id"].to_numpy(), column: vals}))
+                rundir.fault_point(f"{work_dir.name}:{s}")
             part = pd.read_parquet(path)
             if not (np.array_equal(part["prompt_id"].to_numpy(), chunk["prompt_id"].to_numpy())
                     and np.array_equal(part["sample_id"].to_numpy(), chunk["sample_id"].to_numpy())):

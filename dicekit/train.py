@@ -85,6 +85,20 @@ def _log_callback(path: Path):
     return JsonlLog()
 
 
+def _quiet_trainer(trainer, quiet: bool) -> None:
+    """Keep a step progress bar (unless quiet) but not the per-step dict dumps; logs go to the jsonl."""
+    from transformers.trainer_callback import PrinterCallback, ProgressCallback
+
+    class StepBar(ProgressCallback):
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            pass
+
+    trainer.remove_callback(PrinterCallback)
+    trainer.remove_callback(ProgressCallback)
+    if not quiet:
+        trainer.add_callback(StepBar())
+
+
 def dpo_args(cfg: TrainConfig, output_dir: str, n_rows: int, world_size: int = 1):
     """The DPOConfig of a round (exposed for tests and `check-recipe`)."""
     import torch
@@ -150,6 +164,7 @@ def train_dpo(policy: str, rows: pd.DataFrame, out_dir: str | Path, cfg: TrainCo
     args = dpo_args(cfg, str(work_dir / "trainer"), len(rows))
     trainer = _trainer_class()(model=model, args=args, train_dataset=ds, processing_class=tok,
                                callbacks=[_log_callback(tmp_log)])
+    _quiet_trainer(trainer, cfg.quiet)
     result = trainer.train()
     with rundir.atomic_path(out_dir) as tmp:
         save_model(trainer.model, tok, tmp)

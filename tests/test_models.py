@@ -1,0 +1,79 @@
+"""Model loading, templating, stop tokens, scoring and sampling on the tiny model."""
+
+import shutil
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from dicekit.errors import UserError
+from dicekit.models import end_of_turn_id, load_model, load_tokenizer, prompt_ids, stop_token_ids
+
+
+def test_prompt_ids_template_once_bos_once(tiny_world):
+    tok = load_tokenizer(tiny_world["policy"])
+    ids = prompt_ids(tok, "red cat")
+    assert ids[0] == tok.bos_token_id and ids.count(tok.bos_token_id) == 1
+    text = tok.decode(ids)
+    assert text.count("<|im_start|>user") == 1 and text.endswith("<|im_start|>assistant\n")
+    # a template that itself emits BOS must not get a second one
+    tok.chat_template = "{{ bos_token }}" + tok.chat_template
+    ids2 = prompt_ids(tok, "red cat")
+    assert ids2.count(tok.bos_token_id) == 1 and ids2 == ids
+
+
+def test_stop_tokens_include_every_generation_config_eos(tiny_world):
+    model, tok = load_model(tiny_world["policy"])
+    stops = stop_token_ids(model, tok)
+    assert set(stops) == {tok.convert_tokens_to_ids("<|im_end|>"), tok.convert_tokens_to_ids("</s>")}
+    assert end_of_turn_id(tok, stops) == tok.convert_tokens_to_ids("<|im_end|>")
+
+
+def test_folder_without_tokenizer_is_a_user_error(tiny_world, tmp_path):
+    bare = tmp_path / "bare"
+    bare.mkdir()
+    for f in ("config.json", "model.safetensors", "generation_config.json"):
+        shutil.copy(f"{tiny_world['policy']}/{f}", bare / f)
+    with pytest.raises(UserError, match="no tokenizer"):
+        load_tokenizer(str(bare))
+    with pytest.raises(UserError, match="not found"):
+        load_tokenizer(str(tmp_path / "missing"))
+
+
+def test_logp_equals_plain_forward(tiny_world):
+    """dicekit's scorer vs a plain HF forward with full logits, on the same IDs (batched, padded)."""
+    from dicekit.score import score_sequences
+
+    model, tok = load_model(tiny_world["policy"])
+    prompts = [prompt_ids(tok, q) for q in ("red cat", "one two three four", "sun")]
+    responses = [tok("blue dog", add_special_tokens=False)["input_ids"] + [tok.eos_token_id],
+                 [tok.eos_token_id], tok("a big tree is the moon", add_special_tokens=False)["input_ids"]]
+    got = score_sequences(model, prompts, responses, tokens_per_batch=40, chunk_size=3)
+    for p, r, g in zip(prompts, responses, got):
+        ids = torch.tensor([p + r])
+        with torch.no_grad():
+            logp = torch.log_softmax(model(ids).logits[0, :-1].double(), -1)
+        want = sum(logp[len(p) - 1 + j, t].item() for j, t in enumerate(r))
+        assert abs(g - want) < 1e-4
+
+
+def test_samples_do_not_depend_on_batch_composition(tiny_world, tmp_path):
+    from dicekit.generate import generate_samples
+
+    model, tok = load_model(tiny_world["policy"])
+    stops = stop_token_ids(model, tok)
+    prompts = pd.DataFrame({"prompt_id": ["a", "b", "c"], "prompt": ["red cat", "one two", "big sun"]})
+    prompts["prompt_ids"] = [prompt_ids(tok, p) for p in prompts["prompt"]]
+    kw = dict(seed=3, round_=1, samples_per_prompt=4, max_new_tokens=12, temperature=1.0, top_p=0.95, quiet=True)
+    together = generate_samples(model, tok, stops, prompts, tmp_path / "g1", batch_size=12, **kw)
+    alone = generate_samples(model, tok, stops, prompts.iloc[[1]], tmp_path / "g2", batch_size=4, **kw)
+    b = together[together.prompt_id == "b"].reset_index(drop=True)
+    assert [list(x) for x in b.response_ids] == [list(x) for x in alone.response_ids]
+    assert len({tuple(x) for x in b.response_ids}) > 1  # the K samples differ
+    for row in together.itertuples():
+        ids = list(row.response_ids)
+        if row.finish_reason == "stop":
+            assert ids[-1] in stops and not set(ids[:-1]) & set(stops)
+        else:
+            assert len(ids) == 12 and not set(ids) & set(stops)

@@ -1,0 +1,156 @@
+"""A whole DICE round on the tiny model: the run folder contract, round 2, resume after SIGKILL,
+and bad input."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from dicekit.config import RoundConfig, build
+from dicekit.round import run_round
+
+SAMPLE_COLS = ["prompt_id", "sample_id", "prompt", "response", "prompt_ids", "response_ids", "n_tokens", "n_chars",
+               "finish_reason", "logp_policy", "logp_ref", "reward", "valid"]
+PAIR_COLS = ["prompt_id", "prompt", "chosen", "rejected", "source", "chosen_sample_id", "rejected_sample_id",
+             "chosen_reward_lr", "rejected_reward_lr", "alpha"]
+CONFIG_KEYS = ["round", "policy", "reference", "seed", "samples_per_prompt", "beta", "length_unit", "alpha",
+               "replay_ratio", "dicekit_version", "git_sha"]
+
+
+def cli(*args, env=None):
+    return subprocess.run([sys.executable, "-m", "dicekit", *args], capture_output=True, text=True,
+                          env={**os.environ, **(env or {})}, cwd=Path(__file__).resolve().parent.parent)
+
+
+def write_config(path: Path, values: dict) -> Path:
+    path.write_text(yaml.safe_dump(values))
+    return path
+
+
+def test_round_writes_the_contract(round_values):
+    cfg = build(RoundConfig, round_values, "test")
+    rdir = run_round(cfg)
+    samples = pd.read_parquet(rdir / "samples.parquet")
+    pairs = pd.read_parquet(rdir / "pairs.parquet")
+    assert set(SAMPLE_COLS) <= set(samples.columns) and set(PAIR_COLS) <= set(pairs.columns)
+    assert len(samples) == 12 * 4 and sorted(samples.sample_id.unique()) == [0, 1, 2, 3]
+    v = samples[samples.valid]
+    assert np.allclose(v.reward, v.logp_policy - v.logp_ref)
+    assert samples.loc[~samples.valid, "logp_policy"].isna().all()
+    conf = yaml.safe_load((rdir / "config.yaml").read_text())
+    assert all(k in conf for k in CONFIG_KEYS) and conf["round"] == 1
+    sweep = pd.read_csv(rdir / "alpha_sweep.csv")
+    assert list(sweep.columns) == ["alpha", "mean_len_diff", "n_pairs"] and len(sweep) == 1000
+    assert conf["alpha"] == sweep.alpha[sweep.mean_len_diff.abs().idxmin()]
+    gen, off = pairs[pairs.source == "generated"], pairs[pairs.source == "offline"]
+    assert len(gen) > 0 and len(off) == len(gen)  # γ = 0.5
+    assert not set(off.prompt) & set(gen.prompt)
+    assert off.chosen_sample_id.isna().all() and gen.chosen_sample_id.notna().all()
+    # chosen = argmax, rejected = argmin of reward_lr at α*
+    a = conf["alpha"]
+    for row in gen.itertuples():
+        grp = v[v.prompt_id == row.prompt_id]
+        lr = grp.reward - a * grp.n_chars
+        assert row.chosen_reward_lr == pytest.approx(lr.max()) and row.rejected_reward_lr == pytest.approx(lr.min())
+        assert row.chosen_reward_lr > row.rejected_reward_lr
+    # generated pairs train on the exact sampled IDs with π_{t-1}'s logp as reference
+    s = samples.set_index(["prompt_id", "sample_id"])
+    for row in gen.itertuples():
+        src = s.loc[(row.prompt_id, row.chosen_sample_id)]
+        assert list(row.chosen_ids) == list(src.response_ids) and row.ref_chosen_logps == src.logp_policy
+    log = [json.loads(x) for x in (rdir / "train_log.jsonl").read_text().splitlines()]
+    assert sum("loss" in x for x in log) == 3
+    metrics = json.loads((rdir / "metrics.json").read_text())
+    assert metrics["n_pairs_generated"] == len(gen) and metrics["alpha"] == a
+    assert (rdir / "model" / "model.safetensors").exists() and not (rdir / ".work").exists()
+
+    # round 2: π_1 samples, reward of π_1 against π_0
+    rdir2 = run_round(cfg)
+    conf2 = yaml.safe_load((rdir2 / "config.yaml").read_text())
+    assert conf2["round"] == 2 and conf2["policy"] == str(rdir / "model") and conf2["reference"] == cfg.policy
+    assert (rdir2 / "metrics.json").exists()
+
+
+def test_gamma_zero_and_one(round_values):
+    only_gen = run_round(build(RoundConfig, {**round_values, "replay_ratio": 0.0, "offline_data": None}, "t"))
+    assert set(pd.read_parquet(only_gen / "pairs.parquet").source) == {"generated"}
+    vals = {**round_values, "replay_ratio": 1.0, "run_dir": round_values["run_dir"] + "-offline", "max_pairs": 8}
+    only_off = run_round(build(RoundConfig, vals, "t"))
+    p = pd.read_parquet(only_off / "pairs.parquet")
+    assert set(p.source) == {"offline"} and len(p) == 8
+
+
+def test_resume_after_sigkill_equals_uninterrupted(round_values, tmp_path):
+    base = {**round_values, "max_steps": 1, "quiet": True}
+    ref_cfg = write_config(tmp_path / "ref.yaml", {**base, "run_dir": str(tmp_path / "ref")})
+    assert cli("run-round", "--config", str(ref_cfg)).returncode == 0
+    cfg = write_config(tmp_path / "kill.yaml", {**base, "run_dir": str(tmp_path / "killed")})
+    for point in ("gen:1", "score_ref:0"):  # mid-generation, then mid-scoring
+        r = cli("run-round", "--config", str(cfg), env={"DICEKIT_KILL_AT": point})
+        assert r.returncode == -9, (point, r.stderr[-500:])
+    assert not (tmp_path / "killed" / "round_1" / "samples.parquet").exists()
+    assert cli("run-round", "--config", str(cfg)).returncode == 0
+    for name in ("samples.parquet", "pairs.parquet"):
+        a = pd.read_parquet(tmp_path / "ref" / "round_1" / name)
+        b = pd.read_parquet(tmp_path / "killed" / "round_1" / name)
+        pd.testing.assert_frame_equal(a, b)
+    assert (tmp_path / "killed" / "round_1" / "alpha_sweep.csv").read_text() == \
+        (tmp_path / "ref" / "round_1" / "alpha_sweep.csv").read_text()
+    r = cli("run-round", "--config", str(cfg), "--round", "1")
+    assert r.returncode == 0 and "nothing to do" in r.stderr
+
+
+def _bad(tmp_path, round_values, capsys, **change):
+    """Run the CLI in-process (same code path as the console script) and capture its exit and stderr."""
+    from dicekit.cli import main
+
+    vals = {**round_values, "run_dir": str(tmp_path / "bad"), **change}
+    capsys.readouterr()
+    code = main(["run-round", "--config", str(write_config(tmp_path / "bad.yaml", vals))])
+    return subprocess.CompletedProcess([], code, "", capsys.readouterr().err)
+
+
+def test_bad_inputs_exit_2_with_one_line_and_write_nothing(tmp_path, round_values, tiny_world, capsys):
+    broken = tmp_path / "broken.jsonl"
+    broken.write_text('{"prompt": "a"}\n{"prompt": \n')
+    nocol = tmp_path / "nocol.jsonl"
+    nocol.write_text('{"text": "a"}\n')
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("")
+    bare = tmp_path / "bare"
+    bare.mkdir()
+    (bare / "config.json").write_text((Path(tiny_world["policy"]) / "config.json").read_text())
+    cases = [
+        (dict(prompts=str(broken)), "broken.jsonl:2: malformed JSON"),
+        (dict(prompts=str(nocol)), "nocol.jsonl:1: missing field 'prompt'"),
+        (dict(prompts=str(empty)), "no prompts"),
+        (dict(offline_data=str(nocol)), "nocol.jsonl:1: missing field 'chosen'"),
+        (dict(policy=str(bare)), "no tokenizer"),
+        (dict(beta="high"), "key 'beta': expected a number"),
+        (dict(temprature=0.7), "unknown key 'temprature'"),
+    ]
+    for change, message in cases:
+        r = _bad(tmp_path, round_values, capsys, **change)
+        assert r.returncode == 2, (change, r.stderr)
+        lines = r.stderr.strip().splitlines()
+        assert len(lines) == 1 and message in lines[0], (change, r.stderr)
+        assert not (tmp_path / "bad").exists()
+    r = cli("run-round", "--config", str(tmp_path / "nope.yaml"))
+    assert r.returncode == 2 and "config file not found" in r.stderr
+
+
+def test_help_is_fast_and_does_not_import_torch():
+    code = "import sys; from dicekit.cli import main; main(['--help']); main(['run-round', '--help']) if False else None; print('torch' in sys.modules)"
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert r.stdout.strip().endswith("False")
+    for args in (["--help"], ["run-round", "--help"]):
+        code = ("import sys\nfrom dicekit.cli import main\ntry:\n    main(%r)\nexcept SystemExit:\n    pass\n"
+                "print('TORCH' if 'torch' in sys.modules else 'NOTORCH')" % (args,))
+        r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+        assert "NOTORCH" in r.stdout, args

@@ -1,0 +1,47 @@
+"""The DPO stage through TRL: exact token IDs in, dicekit's implicit reward = TRL's logged rewards."""
+
+import json
+
+import numpy as np
+import pandas as pd
+
+from dicekit.models import load_model, prompt_ids
+from dicekit.objectives import implicit_reward
+from dicekit.score import score_sequences
+from dicekit.train import TrainConfig, dpo_args, train_dpo
+
+
+def test_trl_logged_rewards_equal_dicekit_implicit_reward(tiny_world, tmp_path):
+    """Policy π_0 is trained against reference log-probs scored under π_{-1}: at the first step TRL
+    logs β·mean(logp_π0 − ref) for chosen and rejected, which must equal dicekit's implicit reward
+    computed by the round's scorer on the same IDs."""
+    pol, tok = load_model(tiny_world["policy"])
+    ref, _ = load_model(tiny_world["reference"])
+    end = tok.eos_token_id
+    qs = ["red cat", "one two", "the sun is big", "fish"]
+    p = [prompt_ids(tok, q) for q in qs]
+    c = [tok(x, add_special_tokens=False)["input_ids"] + [end] for x in ("blue dog", "three", "yes a star", "no")]
+    r = [tok(x, add_special_tokens=False)["input_ids"] + [end] for x in ("a", "four five", "moon", "the tree rock")]
+    rows = pd.DataFrame({"prompt_ids": p, "chosen_ids": c, "rejected_ids": r,
+                         "ref_chosen_logps": score_sequences(ref, p, c), "ref_rejected_logps": score_sequences(ref, p, r)})
+    beta = 0.1
+    want_c = beta * implicit_reward(score_sequences(pol, p, c), rows["ref_chosen_logps"].to_numpy()).mean()
+    want_r = beta * implicit_reward(score_sequences(pol, p, r), rows["ref_rejected_logps"].to_numpy()).mean()
+    cfg = TrainConfig(beta=beta, learning_rate=1e-3, global_batch_size=4, per_device_batch_size=4, max_steps=2, quiet=True)
+    summary = train_dpo(tiny_world["policy"], rows, tmp_path / "model", cfg, tmp_path / "log.jsonl", tmp_path / "work")
+    first = json.loads((tmp_path / "log.jsonl").read_text().splitlines()[0])
+    assert abs(first["rewards/chosen"] - want_c) < 1e-4
+    assert abs(first["rewards/rejected"] - want_r) < 1e-4
+    assert abs(want_c) > 1e-3  # the parity is not 0 == 0
+    assert summary["train_steps"] == 2 and (tmp_path / "model" / "model.safetensors").exists()
+    # the trained model moved
+    new, _ = load_model(str(tmp_path / "model"))
+    assert not np.allclose(score_sequences(new, p, c), score_sequences(pol, p, c))
+
+
+def test_dpo_args_batch_and_warmup():
+    args = dpo_args(TrainConfig(global_batch_size=32, per_device_batch_size=4, warmup_steps=0), "/tmp/x", 10)
+    assert args.gradient_accumulation_steps == 8 and args.lr_scheduler_type.value == "constant"
+    args = dpo_args(TrainConfig(warmup_steps=50), "/tmp/x", 10)
+    assert args.lr_scheduler_type.value == "constant_with_warmup" and args.warmup_steps == 50
+    assert args.precompute_ref_log_probs and args.max_length is None
