@@ -1,0 +1,210 @@
+"""Arena-Hard: verdicts → battles → Bradley–Terry scores, on a small arena-hard-shaped folder."""
+
+import doctest
+import json
+import re
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import numpy as np
+import pytest
+
+from dicekit.evals import arena_hard, bradley_terry
+from tests.evals.conftest import run_cli
+
+BASELINE = "gpt-4-0314"
+
+
+def judgment(qid, model, g1, g2):
+    return {"question_id": qid, "model": model, "judge": "j",
+            "games": [{"user_prompt": "", "judgment": "", "score": g1}, {"user_prompt": "", "judgment": "", "score": g2}]}
+
+
+def write_jsonl(path, rows):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return str(path)
+
+
+def scores(tmp_path, rows, capsys, *extra):
+    rc, out, err = run_cli(["eval", "arena-hard", "--judgments", write_jsonl(tmp_path / "j.jsonl", rows),
+                            "--baseline", BASELINE, "--json", *extra], capsys)
+    assert rc == 0, err
+    return json.loads(out)
+
+
+@pytest.mark.parametrize("module", [bradley_terry, arena_hard])
+def test_docstring_examples(module):
+    result = doctest.testmod(module)
+    assert result.attempted > 0 and result.failed == 0
+
+
+def test_hand_computed_score_with_strong_verdicts_and_swapped_games(tmp_path, capsys):
+    """Game 1 shows the baseline as A, game 2 shows the model as A. Battles for the model:
+    q1 B>A, A>B → win, win (2 battles, 2 wins); q2 A>>B, B>>A → baseline strongly both times (6, 0);
+    q3 A=B, B>A → tie, loss (2, 0.5); q4 B>>A, A>>B → model strongly both times (6, 6).
+    Two players: the BT MLE is the weighted win rate, 8.5 / 16 = 53.125 (56.25 if strong counted once)."""
+    rows = [judgment("q1", "m", "B>A", "A>B"), judgment("q2", "m", "A>>B", "B>>A"),
+            judgment("q3", "m", "A=B", "B>A"), judgment("q4", "m", "B>>A", "A>>B")]
+    got = scores(tmp_path, rows, capsys)
+    assert got["model"] == "m" and got["n_battles"] == 16
+    assert got["score"] == pytest.approx(53.125, abs=1e-6)
+    assert got["ci_low"] <= got["score"] <= got["ci_high"]
+    base = [r for r in got["leaderboard"] if r["model"] == BASELINE][0]
+    assert base["score"] == 50.0
+
+
+def test_swapped_game_is_oriented_by_position(tmp_path, capsys):
+    """"A>B" in both games: the baseline wins game 1 and the model wins game 2 → 50, not 0 or 100."""
+    rows = [judgment(f"q{i}", "m", "A>B", "A>B") for i in range(5)]
+    assert scores(tmp_path, rows, capsys)["score"] == pytest.approx(50.0, abs=1e-6)
+    rows = [judgment(f"q{i}", "m", "B>A", "A>B") for i in range(5)]  # the model wins both games
+    got = scores(tmp_path, rows, capsys)
+    assert got["score"] == pytest.approx(100.0, abs=1e-6)
+    assert got["ci_low"] == pytest.approx(100.0, abs=1e-6) and got["ci_high"] == pytest.approx(100.0, abs=1e-6)
+
+
+def test_mirrored_and_missing_labels(tmp_path, capsys):
+    """B<A means A>B; a game without a label gives no battle and is counted."""
+    rows = [judgment("q1", "m", "B<A", None), judgment("q2", "m", "A<B", "B=A")]
+    got = scores(tmp_path, rows, capsys)
+    # q1 g1: baseline (A) wins → 0; q2 g1: model (B) wins → 1; q2 g2: tie → .5 ⇒ 1.5 / 3
+    assert got["n_battles"] == 3 and got["n_unparsed_games"] == 1
+    assert got["score"] == pytest.approx(50.0, abs=1e-6)
+
+
+def test_several_models_share_one_fit(tmp_path, capsys):
+    """Each model only meets the baseline, so each score is its own weighted win rate: m1 wins
+    3 of 4 battles (75), m2 1 of 4 (25)."""
+    rows = [judgment("q1", "m1", "B>A", "A>B"), judgment("q2", "m1", "B>A", "B>A"),
+            judgment("q1", "m2", "A>B", "B>A"), judgment("q2", "m2", "A=B", "A=B")]
+    board = {r["model"]: r for r in scores(tmp_path, rows, capsys)["leaderboard"]}
+    assert board["m1"]["score"] == pytest.approx(75.0, abs=1e-6)
+    assert board["m2"]["score"] == pytest.approx(25.0, abs=1e-6)
+
+
+def test_bootstrap_is_seeded(tmp_path, capsys):
+    rng = np.random.default_rng(1)
+    labels = ["A>>B", "A>B", "A=B", "B>A", "B>>A"]
+    rows = [judgment(f"q{i}", "m", labels[rng.integers(5)], labels[rng.integers(5)]) for i in range(40)]
+    a = scores(tmp_path, rows, capsys, "--seed", "7")
+    b = scores(tmp_path, rows, capsys, "--seed", "7")
+    c = scores(tmp_path, rows, capsys, "--seed", "8", "--bootstrap-rounds", "50")
+    assert (a["ci_low"], a["ci_high"]) == (b["ci_low"], b["ci_high"])
+    assert (a["ci_low"], a["ci_high"]) != (c["ci_low"], c["ci_high"]) and a["score"] == c["score"]
+    assert a["ci_low"] < a["score"] < a["ci_high"]
+
+
+def test_style_control_scores_at_equal_length_by_hand():
+    """The model is longer than the baseline (300 vs 150 words) on 30 questions and wins 24 of them;
+    shorter (100 vs 150) on 10 and wins 2. Raw: 26 / 40 = 65. Length features (a−b)/(a+b) are 1/3
+    and −1/5; two feature values and two parameters make the fit exact: r + c/3 = logit(.8),
+    r − c/5 = logit(.2) ⇒ r = logit(.8) − (5/8)·(logit(.8) − logit(.2)) = log 4 − (5/4)·log 4 = −log(4)/4,
+    so the score at equal length is 100·σ(−log(4)/4) = 100·(√2 − 1) ≈ 41.42."""
+    longer = np.arange(40) < 30
+    wins = np.zeros(40)
+    wins[:24], wins[30:32] = 1.0, 1.0
+    battles = bradley_terry.Battles(np.ones(40, dtype=int), np.zeros(40, dtype=int), wins)
+    raw = bradley_terry.bt_scores(battles, 2, baseline=0, rounds=0)
+    feats = bradley_terry.style_features(np.where(longer, 300.0, 100.0), np.full(40, 150.0),
+                                         np.zeros((40, 3)), np.zeros((40, 3)))
+    styled = bradley_terry.bt_scores(bradley_terry.Battles(battles.player_a, battles.player_b, wins, feats), 2, 0, rounds=0)
+    assert raw.score[1] == pytest.approx(65.0)
+    assert styled.score[1] == pytest.approx(100 * (np.sqrt(2) - 1), abs=1e-6)
+    assert styled.style_coefs[0] > 0 and np.all(styled.style_coefs[1:] == 0)
+
+
+def test_bad_judgments_exit_2(tmp_path, capsys):
+    path = write_jsonl(tmp_path / "bad.jsonl", [{"question_id": "q1", "model": "m", "games": [{"score": "A>B"}]}])
+    rc, _, err = run_cli(["eval", "arena-hard", "--judgments", path, "--json"], capsys)
+    assert rc == 2 and "bad.jsonl:1" in err and "games" in err and len(err.strip().splitlines()) == 1
+
+
+# --- judging through an OpenAI-compatible server, on an arena-hard-shaped folder ----------------
+
+TEMPLATE = "Q: {question_1}\n[A]{answer_1}[/A]\n[B]{answer_2}[/B]"
+
+
+@pytest.fixture
+def arena_dir(tmp_path):
+    """data/arena-hard-v0.1 with 4 questions and baseline answers, plus config/judge_config.yaml."""
+    data = tmp_path / "arena" / "data" / "arena-hard-v0.1"
+    qs = [{"question_id": f"q{i}", "category": "t", "turns": [{"content": f"question {i}?"}]} for i in range(4)]
+    write_jsonl(data / "question.jsonl", qs)
+    write_jsonl(data / "model_answer" / f"{BASELINE}.jsonl",
+                [{"question_id": f"q{i}", "model_id": BASELINE, "choices": [{"index": 0, "turns": [{"content": "base " * 3}]}]}
+                 for i in range(4)])
+    cfg = {"judge_model": "judge-x", "baseline_model": BASELINE, "system_prompt": "Judge fairly.",
+           "prompt_template": [TEMPLATE], "regex_pattern": r"\[\[([AB<>=]+)\]\]", "temperature": 0, "max_tokens": 64}
+    (tmp_path / "arena" / "config").mkdir()
+    (tmp_path / "arena" / "config" / "judge_config.yaml").write_text(json.dumps(cfg))
+    answers = write_jsonl(tmp_path / "mine.jsonl",  # longer than the baseline on q0, q1; shorter on q2; equal on q3
+                          [{"question_id": f"q{i}", "model_id": "mine", "choices": [{"index": 0, "turns": [{"content": t}]}]}
+                           for i, t in enumerate(["long " * 9, "long " * 5, "s", "base " * 3])])
+    return tmp_path / "arena", answers
+
+
+class VerdictServer:
+    """A chat endpoint whose judge prefers the longer answer, strongly if twice as long."""
+
+    def __init__(self):
+        self.calls = 0
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def do_POST(self):
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                user = body["messages"][1]["content"]
+                a = re.search(r"\[A\](.*)\[/A\]", user, re.S).group(1)
+                b = re.search(r"\[B\](.*)\[/B\]", user, re.S).group(1)
+                verdict = ("A>>B" if len(a) >= 2 * len(b) else "A>B" if len(a) > len(b) else
+                           "B>>A" if len(b) >= 2 * len(a) else "B>A" if len(b) > len(a) else "A=B")
+                server.calls += 1
+                reply = {"choices": [{"index": 0, "message": {"role": "assistant", "content": f"Verdict: [[{verdict}]]"}}]}
+                payload = json.dumps(reply).encode()
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+
+@pytest.fixture
+def verdict_server():
+    server = VerdictServer()
+    yield server
+    server.httpd.shutdown()
+    server.httpd.server_close()
+
+
+def test_judge_two_games_per_question_and_resume(arena_dir, verdict_server, tmp_path, capsys):
+    arena, answers = arena_dir
+    argv = ["eval", "arena-hard", "--arena-hard-dir", str(arena), "--answers", answers, "--judge-base-url",
+            verdict_server.url, "--out", str(tmp_path / "out"), "--json", "--bootstrap-rounds", "20"]
+    rc, out, err = run_cli(argv, capsys)
+    assert rc == 0, err
+    assert verdict_server.calls == 8
+    rc, out2, err = run_cli(argv, capsys)
+    assert rc == 0 and verdict_server.calls == 8  # the judgments file is reused: no call
+    rows = [json.loads(x) for x in (tmp_path / "out" / "model_judgment" / "judge-x" / "mine.jsonl").read_text().splitlines()]
+    by_q = {r["question_id"]: [g["score"] for g in r["games"]] for r in rows}
+    # game 1: baseline is A; game 2: the model is A
+    assert by_q == {"q0": ["B>>A", "A>>B"], "q1": ["B>A", "A>B"], "q2": ["A>>B", "B>>A"], "q3": ["A=B", "A=B"]}
+    q0 = next(r for r in rows if r["question_id"] == "q0")
+    assert q0["games"][0]["user_prompt"] == "Q: question 0?\n[A]" + "base " * 3 + "[/A]\n[B]" + "long " * 9 + "[/B]"
+    # battles: q0 6 wins, q1 2 wins, q2 6 losses, q3 2 ties → (6 + 2 + 1) / 16
+    got = json.loads(out)
+    assert got["score"] == pytest.approx(100 * 9 / 16, abs=1e-6) and got["n_battles"] == 16
+    assert json.loads(out2)["score"] == got["score"]
+    rc, _, err = run_cli(["eval", "arena-hard", "--judgments", str(tmp_path / "out" / "model_judgment" / "judge-x"),
+                          "--arena-hard-dir", str(arena), "--style-control", "--json"], capsys)
+    assert rc == 2 and "mine" in err  # the model's answers are not in the arena folder
+    rc, out, err = run_cli(argv + ["--style-control"], capsys)  # in this run they are: q0, q1 longer, q2 shorter
+    assert rc == 0 and verdict_server.calls == 8, err
+    assert json.loads(out)["leaderboard"][-1]["style_coefs"][0] > 0
