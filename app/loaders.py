@@ -65,6 +65,11 @@ def _token_credit(run: str, t: int, mtime) -> pd.DataFrame | None:
     return runs.load_token_credit(run, t)
 
 
+@st.cache_data(show_spinner=False, max_entries=32)
+def _len_diff_hist(run: str, t: int, mtime, alphas: tuple[float, ...], unit: str) -> pd.DataFrame:
+    return T.histograms(T.len_diffs_at(_sample_numbers(run, t, mtime), alphas, unit))
+
+
 @st.cache_data(show_spinner=False, max_entries=64)
 def _prompt_samples(run: str, t: int, prompt_id: str, mtime) -> pd.DataFrame | None:
     """All columns of one prompt's samples (texts and token IDs included)."""
@@ -128,6 +133,10 @@ class Round:
 
     def samples(self) -> pd.DataFrame | None:
         return _sample_numbers(self.run, self.t, self._m("samples.parquet"))
+
+    def len_diff_histograms(self, alphas) -> pd.DataFrame:
+        """Histograms of length(chosen) − length(rejected) of the pairs each α would build."""
+        return _len_diff_hist(self.run, self.t, self._m("samples.parquet"), tuple(sorted(alphas)), self.unit)
 
     def prompt_samples(self, prompt_id: str) -> pd.DataFrame | None:
         m = self._m("samples.parquet")

@@ -207,13 +207,15 @@ def _samples_at_alpha(rnd: Round, samples: pd.DataFrame) -> None:
     if pair["chosen"] is None:
         st.warning("No valid, scored samples: this prompt builds no pair.")
         return
-    note = " (degenerate: equal scores, dropped)" if pair["degenerate"] else ""
+    note = " (degenerate: equal scores or identical responses; the pair builder drops it)" if pair["degenerate"] else ""
     st.markdown(f"At α = {alpha:.4f}: **chosen = sample {pair['chosen']}**, **rejected = sample {pair['rejected']}**{note}"
                 f" — at the round's α = {alpha_used:.4g}: chosen {used['chosen']}, rejected {used['rejected']}")
     cols = [c for c in ["rank", "role", "sample_id", "reward", "length", "reward_lr", "judge_quality", "finish_reason",
                         "response"] if c in ranked]
     table = ranked[cols].assign(response=_short(ranked["response"], 100))
-    st.dataframe(table.style.apply(lambda r: [ROLE_COLOURS.get(r["role"], "")] * len(r), axis=1),
+    styled = table.style.apply(lambda r: [ROLE_COLOURS.get(r["role"], "")] * len(r), axis=1).format(
+        {"reward": "{:.3f}", "reward_lr": "{:.3f}", "length": "{:.0f}", "judge_quality": "{:.2f}"}, na_rep="—")
+    st.dataframe(styled,
                  hide_index=True, width="stretch", key="samples_table")
     lines = ranked[ranked["reward_lr"].notna()]
     lo, hi = float(grid[0]), float(grid[-1])
@@ -221,7 +223,8 @@ def _samples_at_alpha(rnd: Round, samples: pd.DataFrame) -> None:
     data = data.assign(sample=data["sample_id"].astype(str), emphasis=data["role"].replace("", "other"))
     chart = alt.Chart(data[["alpha", "score", "sample", "emphasis"]]).mark_line().encode(
         x=alt.X("alpha:Q", title="α"), y=alt.Y("score:Q", title="reward_lr"), color=alt.Color("sample:N"),
-        strokeWidth=alt.StrokeWidth("emphasis:N", scale=alt.Scale(domain=["chosen", "rejected", "other"], range=[4, 4, 1])))
+        strokeWidth=alt.condition(alt.datum.emphasis != "other", alt.value(4), alt.value(1)),
+        tooltip=["sample", "emphasis"])
     rule = alt.Chart(pd.DataFrame({"alpha": [alpha]})).mark_rule(strokeDash=[4, 4]).encode(x="alpha:Q")
     st.altair_chart(chart + rule, width="stretch")
     with st.expander("which pair each α of the grid chooses"):
@@ -300,7 +303,8 @@ def alpha_sweep(rnd: Round) -> None:
     picked = st.multiselect("α values for the histograms", [float(a) for a in grid], default=default, key="hist_alphas",
                             format_func=lambda a: f"{a:.4g}")
     if picked:
-        diffs = T.len_diffs_at(samples, sorted(picked), rnd.unit)
-        st.altair_chart(alt.Chart(diffs).mark_bar(opacity=0.7).encode(
-            x=alt.X("len_diff:Q", bin=alt.Bin(maxbins=40), title=f"length(chosen) − length(rejected) ({rnd.unit})"),
-            y=alt.Y("count():Q", title="pairs"), row=alt.Row("alpha:N", title="α")), width="stretch")
+        hist = rnd.len_diff_histograms(picked)
+        st.altair_chart(alt.Chart(hist).mark_bar(opacity=0.8).encode(
+            x=alt.X("lo:Q", title=f"length(chosen) − length(rejected) ({rnd.unit})"), x2="hi:Q",
+            y=alt.Y("count:Q", title="pairs"), row=alt.Row("alpha:N", title="α"),
+            tooltip=["alpha", "lo", "hi", "count"]), width="stretch")

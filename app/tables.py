@@ -158,6 +158,20 @@ def len_diffs_at(samples: pd.DataFrame, alphas, unit: str) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["alpha", "len_diff"])
 
 
+def histograms(diffs: pd.DataFrame, bins: int = 40) -> pd.DataFrame:
+    """Counts of ``len_diff`` per ``alpha`` on shared bin edges (what a chart needs, not 100k rows).
+
+    Columns: ``alpha``, ``lo``, ``hi`` (bin edges), ``count``."""
+    values = diffs["len_diff"].to_numpy(dtype=np.float64)
+    if len(values) == 0:
+        return pd.DataFrame(columns=["alpha", "lo", "hi", "count"])
+    edges = np.histogram_bin_edges(values, bins=bins)
+    frames = [pd.DataFrame({"alpha": a, "lo": edges[:-1], "hi": edges[1:],
+                            "count": np.histogram(g["len_diff"].to_numpy(dtype=np.float64), edges)[0]})
+              for a, g in diffs.groupby("alpha", sort=True)]
+    return pd.concat(frames, ignore_index=True)
+
+
 def credit_html(tokens, logratio) -> str:
     """Tokens coloured by their log-ratio (green > 0, red < 0, intensity ∝ |x| / max |x|).
 

@@ -32,7 +32,7 @@ def streamlit_command(run_dirs: list[Path], port: int) -> list[str]:
     return [sys.executable, "-m", "streamlit", "run", str(DASHBOARD),
             "--server.address", HOST, "--server.port", str(port), "--server.headless", "true",
             "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none",
-            "--server.runOnSave", "false", "--", *map(str, run_dirs)]
+            "--server.runOnSave", "false", "--client.toolbarMode", "minimal", "--", *map(str, run_dirs)]
 
 
 def _default_runs() -> list[Path]:

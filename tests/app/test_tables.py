@@ -83,6 +83,13 @@ def test_len_diffs_at_match_the_fixture_by_hand(run):
         runs.load_alpha_sweep(run, 1).set_index("alpha").loc[0.007, "mean_len_diff"])
 
 
+def test_histograms_share_bins_across_alphas():
+    diffs = pd.DataFrame({"alpha": [0.0, 0.0, 0.0, 0.01, 0.01], "len_diff": [-10.0, 0.0, 10.0, 10.0, 10.0]})
+    h = T.histograms(diffs, bins=2)  # edges −10, 0, 10 (the last bin closed)
+    assert h.to_numpy().tolist() == [[0.0, -10.0, 0.0, 1], [0.0, 0.0, 10.0, 2], [0.01, -10.0, 0.0, 0], [0.01, 0.0, 10.0, 2]]
+    assert T.histograms(diffs.iloc[:0]).empty
+
+
 def test_filters(pairs):
     assert len(T.filter_pairs(pairs)) == 6
     assert set(T.filter_pairs(pairs, sources=["offline"])["prompt_id"]) == {"o0", "o1"}
