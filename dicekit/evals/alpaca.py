@@ -187,7 +187,7 @@ class Difficulty:
 def _read_csv(path: str | Path, flag: str):
     import pandas as pd
 
-    if str(path) == "hub":
+    if str(path) == "hub" and flag in ("--difficulty", "--gamed"):
         path = hub_file(flag.lstrip("-"), flag)
     if not Path(path).is_file():
         raise UserError(f"{path}: {flag} file not found")

@@ -65,8 +65,12 @@ def make_judge(args):
     """The judge named by --judge (see module docstring)."""
     spec = args.judge
     if spec == "oracle":
-        from dicekit.world.judge import OracleJudge
-
+        try:
+            from dicekit.world.judge import OracleJudge
+        except ModuleNotFoundError as e:
+            if e.name not in ("dicekit.world", "dicekit.world.judge"):
+                raise
+            raise UserError("--judge oracle: the task world's judge (dicekit.world.judge) is not installed") from None
         return OracleJudge()
     if spec.startswith("hf:"):
         from dicekit.evals.hf_judge import HFJudge
@@ -194,7 +198,12 @@ def main(argv: list[str]) -> int:
         if args.max_instances:
             reference = reference[: args.max_instances]
         outputs = _generate(args, reference, out) if args.model else alpaca.load_outputs(args.outputs, "outputs", args.name)
-        rows, extra = _judge_rows(args, alpaca.pair_with_reference(reference, outputs))
+        pairs = alpaca.pair_with_reference(reference, outputs)
+        if len(pairs) < max(len(reference), len(outputs)):
+            print(f"note: {len(pairs)} instructions judged; {len(reference) - len(pairs)} reference instructions have "
+                  f"no model output, {len(outputs) - len(pairs)} model outputs match no reference instruction",
+                  file=sys.stderr)
+        rows, extra = _judge_rows(args, pairs)
         if out is not None:
             alpaca.write_json(out / "annotations.json", rows)
     difficulty, gamed, weights = _lc_inputs(args, rows, reference)

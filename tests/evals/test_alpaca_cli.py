@@ -127,7 +127,29 @@ def test_end_to_end_generate_judge_metrics_offline(tiny_model, small_eval, tmp_p
     rc, out, err = run_cli(["eval", "alpaca", "--annotations", str(tmp_path / "run" / "annotations.json"),
                             "--reparse", "--json"], capsys)
     assert rc == 0 and json.loads(out)["n_reparse_mismatch"] == 0
+    upstream = pytest.importorskip("alpaca_eval.metrics")
+    theirs = upstream.get_winrate(pd.read_json(tmp_path / "run" / "annotations.json"))
+    assert theirs["win_rate"] == pytest.approx(result["win_rate"]) and theirs["n_total"] == 4
     # a second run reuses the generated outputs and the cached judgements
     rc, out, err = run_cli(argv, capsys)
     assert rc == 0 and "reusing" in err
     assert json.loads(out)["judge_n_called"] == 0 and json.loads(out)["win_rate"] == result["win_rate"]
+
+
+def test_reference_outputs_from_the_hub_data_file(monkeypatch, alpaca_dir):
+    """No loading script: the hub dataset's JSON data file, fetched by huggingface_hub."""
+    import huggingface_hub
+
+    from dicekit.evals import alpaca
+
+    calls = []
+
+    def fake_download(**kwargs):
+        calls.append(kwargs)
+        return str(alpaca_dir / "reference_outputs.json")
+
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", fake_download)
+    rows = alpaca.load_outputs(None, "reference outputs")
+    assert calls == [{"repo_id": "tatsu-lab/alpaca_eval", "filename": "alpaca_eval_gpt4_baseline.json",
+                      "repo_type": "dataset"}]
+    assert len(rows) == 805 and {r["generator"] for r in rows} == {"gpt4_1106_preview"}
