@@ -153,3 +153,29 @@ def test_reference_outputs_from_the_hub_data_file(monkeypatch, alpaca_dir):
     assert calls == [{"repo_id": "tatsu-lab/alpaca_eval", "filename": "alpaca_eval_gpt4_baseline.json",
                       "repo_type": "dataset"}]
     assert len(rows) == 805 and {r["generator"] for r in rows} == {"gpt4_1106_preview"}
+
+
+def test_world_oracle_as_judge(tmp_path, capsys):
+    """`--judge oracle`: the task world's ground truth behind the same interface, end to end."""
+    pytest.importorskip("dicekit.world.judge")
+    from dicekit.world.oracle import quality
+    from dicekit.world.tasks import correct_content, render, sample_tasks
+
+    tasks = sample_tasks("eval", 6, seed=0)
+    good = [render(correct_content(t)) for t in tasks]
+    reference = [{"instruction": t.prompt, "output": g if i % 2 else "no idea", "generator": "base"}
+                 for i, (t, g) in enumerate(zip(tasks, good))]
+    outputs = [{"instruction": t.prompt, "output": g if i < 3 else "banana", "generator": "mine"}
+               for i, (t, g) in enumerate(zip(tasks, good))]
+    rc, out, err = run_cli(["eval", "alpaca", "--outputs", write(tmp_path / "o.json", outputs), "--reference-outputs",
+                            write(tmp_path / "r.json", reference), "--judge", "oracle", "--out", str(tmp_path / "run"),
+                            "--json"], capsys)
+    assert rc == 0, err
+    rows = json.loads((tmp_path / "run" / "annotations.json").read_text())
+    expected = []
+    for r, o in zip(reference, outputs):
+        qb, qm = quality(r["instruction"], r["output"]), quality(r["instruction"], o["output"])
+        expected.append(1.5 if r["output"] == o["output"] or qb == qm else 2.0 if qm > qb else 1.0)
+    assert [row["preference"] for row in rows] == expected
+    assert 1.0 in expected and 2.0 in expected and 1.5 in expected  # a loss, a win and an identical pair
+    assert json.loads(out)["win_rate"] == pytest.approx(100 * sum(p - 1 for p in expected) / 6)
