@@ -70,7 +70,7 @@ def overview(rnd: Round) -> None:
     else:
         cols = [c for c in log.columns if c not in ("step", "epoch") and pd.api.types.is_numeric_dtype(log[c])]
         default = [c for c in ("loss", "rewards/accuracies", "rewards/margins") if c in cols] or cols[:1]
-        shown = st.multiselect("logged values", cols, default=default, key="train_cols")
+        shown = st.multiselect("logged values", cols, default=default, key=f"train_cols_{rnd.run}_{rnd.t}")
         if shown:
             long = log.melt("step", shown, "value_name", "value").dropna()
             st.altair_chart(alt.Chart(long).mark_line(point=True).encode(
@@ -298,13 +298,14 @@ def alpha_sweep(rnd: Round) -> None:
     if samples is None:
         st.info("No samples.parquet: length-difference histograms need the samples.")
         return
-    grid = _alpha_grid(rnd)
-    default = sorted({float(grid[0]), float(alpha) if alpha is not None else float(grid[0]), float(grid[-1])})
-    picked = st.multiselect("α values for the histograms", [float(a) for a in grid], default=default, key="hist_alphas",
-                            format_func=lambda a: f"{a:.4g}")
+    grid = [float(a) for a in _alpha_grid(rnd)]
+    used = min(grid, key=lambda a: abs(a - float(alpha))) if alpha is not None else grid[0]
+    picked = st.multiselect("α values for the histograms", grid, default=sorted({grid[0], used, grid[-1]}),
+                            key=f"hist_alphas_{rnd.run}_{rnd.t}", format_func=lambda a: f"{a:.4g}")
     if picked:
         hist = rnd.len_diff_histograms(picked)
+        st.markdown(f"**length(chosen) − length(rejected) of the pairs each α builds** ({rnd.unit})")
         st.altair_chart(alt.Chart(hist).mark_bar(opacity=0.8).encode(
-            x=alt.X("lo:Q", title=f"length(chosen) − length(rejected) ({rnd.unit})"), x2="hi:Q",
+            x=alt.X("lo:Q", bin="binned", title=f"length difference ({rnd.unit})"), x2="hi:Q",
             y=alt.Y("count:Q", title="pairs"), row=alt.Row("alpha:N", title="α"),
-            tooltip=["alpha", "lo", "hi", "count"]), width="stretch")
+            tooltip=["alpha", "lo", "hi", "count"]).properties(height=140, width=600))

@@ -191,3 +191,13 @@ def test_two_runs(monkeypatch, run, tmp_path):
     at.selectbox(key="run").set_value(str(other.resolve())).run()
     assert at.selectbox(key=f"round_{other.resolve()}").options == ["1"]
     assert _metrics(at)["α* (alpha used)"] == "0.007"
+
+
+def test_alpha_sweep_histograms_follow_the_round(monkeypatch, run):
+    at = _app(monkeypatch, run)
+    key = f"hist_alphas_{run.resolve()}"
+    assert at.multiselect(key=f"{key}_2").value == [0.0, 0.02]  # round 2: α* = 0, the grid's first value
+    at.selectbox(key=f"round_{run.resolve()}").set_value(1).run()
+    assert at.multiselect(key=f"{key}_1").value == [0.0, 0.007, 0.02]  # round 1: α* = 0.007
+    assert len(at.get("vega_lite_chart")) >= 3  # training curve, sweep, histograms (+ the prompt's lines)
+    assert not at.exception
