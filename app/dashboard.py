@@ -14,7 +14,9 @@ from pathlib import Path
 
 import streamlit as st
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the checkout: `app` and `dicekit`
+_CHECKOUT = str(Path(__file__).resolve().parents[1])  # `app` and `dicekit` from the checkout
+if _CHECKOUT not in sys.path:  # the script reruns on every interaction
+    sys.path.insert(0, _CHECKOUT)
 
 from app import sections  # noqa: E402
 from app.loaders import Round  # noqa: E402
@@ -56,6 +58,8 @@ def main() -> None:
             prompt_id = sections.pick_prompt(view, rnd)
             if prompt_id is not None:
                 sections.prompt_view(rnd, prompt_id)
+            elif view is not None:
+                st.info("No pair matches the filters of the Pairs tab.")
         with tabs[3]:
             if prompt_id is not None:
                 sections.across_rounds(run, rounds, prompt_id)

@@ -33,12 +33,15 @@ def _short(s: pd.Series, n: int) -> pd.Series:
 
 
 def _range_slider(label: str, values: pd.Series, key: str) -> tuple[float, float] | None:
-    """A range slider over ``values``; None while it spans everything (= no filter)."""
+    """A range slider over ``values`` in about 100 round steps; None while it spans everything."""
     v = values.dropna()
     if v.empty or v.min() == v.max():
         return None
-    lo, hi = float(np.floor(v.min() * 100) / 100), float(np.ceil(v.max() * 100) / 100)
-    picked = st.slider(label, lo, hi, (lo, hi), key=key)
+    step = 10.0 ** np.floor(np.log10(float(v.max() - v.min()))) / 100
+    lo = float(np.floor(round(float(v.min()) / step, 6)) * step)
+    hi = float(np.ceil(round(float(v.max()) / step, 6)) * step)
+    lo, hi = round(lo, 10), round(hi, 10)
+    picked = st.slider(label, lo, hi, (lo, hi), step=step, key=key)
     return None if tuple(picked) == (lo, hi) else (float(picked[0]), float(picked[1]))
 
 

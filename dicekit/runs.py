@@ -180,6 +180,9 @@ def pair_table(pairs: pd.DataFrame, samples: pd.DataFrame | None = None, unit: s
     if samples is not None and len(samples):
         cols = ["reward", "n_chars", "n_tokens", "judge_quality"]
         lookup = samples.set_index(["prompt_id", "sample_id"])[[c for c in cols if c in samples.columns]]
+        if lookup.index.has_duplicates:
+            pid, sid = lookup.index[lookup.index.duplicated()][0]
+            raise UserError(f"samples.parquet: prompt_id {pid!r}, sample_id {int(sid)} appears more than once")
         if "n_chars" in lookup and "n_tokens" in lookup:
             lookup = lookup.assign(length=sample_length(lookup, unit))
     for side in ("chosen", "rejected"):

@@ -131,8 +131,15 @@ def test_token_credit_sums_to_the_reward(run):
 
 
 def test_readers_never_import_torch_or_the_writers():
-    code = ("import sys; sys.path.insert(0, '.'); import dicekit.runs, app.tables; "
+    pytest.importorskip("streamlit")
+    code = ("import sys; sys.path.insert(0, '.'); import dicekit.runs, app.tables, app.loaders, app.sections; "
             "bad = [m for m in ('torch', 'transformers', 'trl', 'dicekit.round', 'dicekit.train', 'dicekit.generate') "
             "if m in sys.modules]; print(bad); sys.exit(1 if bad else 0)")
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stdout + out.stderr
+
+
+def test_pair_table_rejects_duplicate_samples(run):
+    samples = runs.load_samples(run, 1)
+    with pytest.raises(UserError, match="prompt_id 'p0', sample_id 0 appears more than once"):
+        runs.pair_table(runs.load_pairs(run, 1), pd.concat([samples, samples.iloc[:1]]))
