@@ -141,9 +141,14 @@ def _split_reply(value, prompt, where: str, field: str):
     return prompt, value[-1]["content"]
 
 
-def load_pairs(source: str, split: str = "train", limit: int | None = None) -> pd.DataFrame:
-    """DataFrame(prompt_id, prompt, chosen, rejected) with chosen/rejected as reply text."""
+def load_pairs(source: str, split: str = "train", limit: int | None = None, keep: tuple[str, ...] = ()) -> pd.DataFrame:
+    """DataFrame(prompt_id, prompt, chosen, rejected) with chosen/rejected as reply text.
+
+    ``keep``: further fields to carry through unchanged when a record has them (e.g. RewardBench's
+    ``subset``, or a round's ``chosen_ids``), as extra columns holding None where a record lacks them.
+    """
     rows, label = read_records(source, split)
+    keep = tuple(k for k in keep if k not in ("prompt_id", "prompt", "chosen", "rejected"))
     out = []
     for line, r in rows:
         where = f"{label}:{line}" if line else label
@@ -157,9 +162,10 @@ def load_pairs(source: str, split: str = "train", limit: int | None = None) -> p
         if prompt is None or not prompt_key(prompt).strip():
             raise UserError(f"{where}: field 'prompt' is empty")
         pid = str(r["prompt_id"]) if r.get("prompt_id") not in (None, "") else make_prompt_id(prompt)
-        out.append({"prompt_id": pid, "prompt": prompt, "chosen": chosen, "rejected": rejected})
+        out.append({"prompt_id": pid, "prompt": prompt, "chosen": chosen, "rejected": rejected,
+                    **{k: r.get(k) for k in keep}})
         if limit is not None and len(out) >= limit:
             break
     if not out:
         raise UserError(f"{label}: no preference pairs")
-    return pd.DataFrame(out, columns=["prompt_id", "prompt", "chosen", "rejected"])
+    return pd.DataFrame(out, columns=["prompt_id", "prompt", "chosen", "rejected", *keep])
