@@ -24,8 +24,11 @@ def has_ids(pairs: pd.DataFrame) -> bool:
     return all(c in pairs.columns and pairs[c].notna().all() for c in ID_COLUMNS)
 
 
-def token_ids(tok, model, pairs: pd.DataFrame) -> tuple[list, list, list]:
-    """(prompt IDs, chosen IDs, rejected IDs) per pair: as carried, or templated as the round does."""
+def token_ids(tok, model, pairs: pd.DataFrame, eot: int | None = None) -> tuple[list, list, list]:
+    """(prompt IDs, chosen IDs, rejected IDs) per pair: as carried, or templated as the round does.
+
+    ``model`` (or anything with a ``generation_config``) gives the stop tokens; ``eot`` overrides the
+    end-of-turn token that closes each reply."""
     from dicekit.models import end_of_turn_id, prompt_ids, response_ids, stop_token_ids
 
     if has_ids(pairs):
@@ -35,7 +38,8 @@ def token_ids(tok, model, pairs: pd.DataFrame) -> tuple[list, list, list]:
             raise UserError(f"token id {top} in the data is outside the vocabulary ({len(tok)} tokens) of "
                             f"{tok.name_or_path}; these IDs come from another tokenizer")
         return out
-    eot = end_of_turn_id(tok, stop_token_ids(model, tok))
+    if eot is None:
+        eot = end_of_turn_id(tok, stop_token_ids(model, tok))
     p = [prompt_ids(tok, x) for x in pairs["prompt"]]
     c = [response_ids(tok, x, eot) for x in pairs["chosen"]]
     r = [response_ids(tok, x, eot) for x in pairs["rejected"]]
