@@ -153,10 +153,10 @@ def _fmt(x: float) -> str:
 def _block(hits: np.ndarray, names: list[str], n_boot: int, seed: int) -> dict:
     ci = bootstrap_ci(hits, n_boot, seed)
     return {name: {"accuracy": float(hits[:, j].mean()) if len(hits) else None,
-                   "ci_low": _num(ci[j, 0]), "ci_high": _num(ci[j, 1])} for j, name in enumerate(names)}
+                   "ci_low": to_float(ci[j, 0]), "ci_high": to_float(ci[j, 1])} for j, name in enumerate(names)}
 
 
-def _num(x) -> float | None:
+def to_float(x) -> float | None:
     return None if x is None or np.isnan(x) else float(x)
 
 
@@ -176,7 +176,7 @@ def summarize(df: pd.DataFrame, alpha: float = 0.0, *, edges=None, n_boot: int =
         "n_pairs": int(len(df)), "alpha": float(alpha),
         "overall": _block(hits, names, n_boot, seed),
         "n_ties": {k: int(np.sum(m[k] == 0)) for k in names},
-        "mean_margin": {k: _num(np.nanmean(m[k])) if len(df) else None for k in names},
+        "mean_margin": {k: to_float(np.nanmean(m[k])) if len(df) else None for k in names},
     }
     edges = default_edges(m["longer"]) if edges is None else list(edges)
     idx, labels = length_buckets(m["longer"], edges)
