@@ -23,6 +23,7 @@ COMMANDS: dict[tuple[str, ...], tuple[str, str]] = {
     ("train-rm",): ("dicekit.commands.train_rm", "train a scalar reward model on offline pairs (TRL RewardTrainer)"),
     ("compare-rankers",): ("dicekit.commands.compare_rankers", "implicit reward vs reward model vs LLM-as-judge (paper Table 5)"),
     ("credit",): ("dicekit.commands.credit", "per-token credit (log-ratio per token) of a round's samples"),
+    ("diagnose",): ("dicekit.commands.diagnose", "does the implicit reward agree with a judge on a round's own samples?"),
     ("report",): ("dicekit.commands.report", "markdown report with figures for a run folder"),
     ("plot", "length-diff"): ("dicekit.commands.plot_length_diff", "length(chosen)-length(rejected) histograms per alpha"),
     ("app",): ("dicekit.commands.app", "the Streamlit dashboard over run folders"),

@@ -30,7 +30,8 @@ from dicekit.errors import UserError
 from dicekit.objectives import implicit_reward
 from dicekit.progress import say
 
-_RESUME_IGNORED = {"quiet", "report_to", "alpha", "num_rounds"}
+_RESUME_IGNORED = {"quiet", "report_to", "alpha", "num_rounds", "diagnose", "diagnose_judge", "diagnose_judge_base_url",
+                   "diagnose_judge_api_key_env", "diagnose_max_pairs"}
 
 
 class _OneModel:
@@ -259,6 +260,14 @@ def round_metrics(samples: pd.DataFrame, pairs_df: pd.DataFrame, info: dict, tra
     return m
 
 
+def run_diagnostic(cfg: RoundConfig, samples: pd.DataFrame, alpha: float, t: int) -> dict:
+    from dicekit.diagnose import diagnose_round
+
+    return diagnose_round(cfg.run_dir, t, samples, alpha, cfg.diagnose_judge, base_url=cfg.diagnose_judge_base_url,
+                          api_key_env=cfg.diagnose_judge_api_key_env, max_pairs=cfg.diagnose_max_pairs,
+                          unit=cfg.length_unit, seed=cfg.seed + t, quiet=cfg.quiet)
+
+
 def _check_inputs(cfg: RoundConfig, policy: str, reference: str) -> None:
     """Fail on bad input before anything is written: data files parse, models have tokenizers."""
     from dicekit.models import load_tokenizer
@@ -313,6 +322,8 @@ def run_round(cfg: RoundConfig, round_: int | None = None) -> Path:
         train = train_dpo(policy, pairs_df, rdir / "model", tcfg, rdir / "train_log.jsonl", rdir / ".work" / "train")
     timings["train_s"] = time.perf_counter() - t0
     metrics = {"round": t, **round_metrics(samples, pairs_df, info, train, rdir / "train_log.jsonl"), "timings": timings}
+    if cfg.diagnose:
+        metrics["diagnostic"] = run_diagnostic(cfg, samples, info["alpha"], t)
     rundir.write_json(rdir / "metrics.json", metrics)
     rundir.cleanup_work(rdir)
     say(f"round {t} done: {len(pairs_df)} pairs, final loss {metrics['final_loss']}, model in {rdir / 'model'}", cfg.quiet)

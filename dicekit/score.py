@@ -7,6 +7,9 @@ padding); the decoder runs once per batch and the LM head + log-softmax are appl
 positions, ``chunk_size`` positions at a time (dicekit.objectives.token_logps) — the
 (batch × length × vocab) tensor is never built.
 
+The K samples of a prompt share it: the prompt is run once and its key/value cache reused for the
+responses (``share_prompts``), so a prompt's tokens cost one forward instead of K.
+
 The same function scores generated samples under π_{t-1} and π_{t-2}, offline pairs under the
 training reference, and evaluation pairs for reward accuracy.
 """
@@ -46,45 +49,107 @@ def _lm_head(model):
 
 
 def score_sequences(model, prompt_ids: list, response_ids: list, *, tokens_per_batch: int = 16384,
-                    chunk_size: int = 1024, per_token: bool = False, quiet: bool = True, label: str = "scoring"):
-    """Summed response log-probs (float64 array, nats), and per-token arrays if ``per_token``."""
+                    chunk_size: int = 1024, per_token: bool = False, quiet: bool = True, label: str = "scoring",
+                    share_prompts: bool = True):
+    """Summed response log-probs (float64 array, nats), and per-token arrays if ``per_token``.
+
+    With ``share_prompts`` (default), responses that share a prompt (the K samples of a prompt) run the
+    prompt through the decoder once and reuse its key/value cache; other sequences are scored whole.
+    """
     import torch
 
     n = len(prompt_ids)
-    lengths = np.array([len(p) + len(r) for p, r in zip(prompt_ids, response_ids)], dtype=np.int64)
     total = np.zeros(n, dtype=np.float64)
     tokens: list = [None] * n
+
+    def put(i, piece):
+        total[i] = piece.sum()
+        if per_token:
+            tokens[i] = piece.astype(np.float32)
+
+    groups: dict[tuple, list[int]] = {}
+    for i, p in enumerate(prompt_ids):
+        groups.setdefault(tuple(int(t) for t in p), []).append(i)
+    shared = [g for g in groups.values() if share_prompts and len(g) > 1]
+    single = sorted(i for g in groups.values() if not (share_prompts and len(g) > 1) for i in g)
+    with torch.no_grad(), bar(label, n, quiet) as advance:
+        for g in shared:
+            for idx, piece in _score_shared(model, list(prompt_ids[g[0]]), [response_ids[i] for i in g], g,
+                                            tokens_per_batch, chunk_size):
+                put(idx, piece)
+            advance(len(g))
+        lengths = np.array([len(prompt_ids[i]) + len(response_ids[i]) for i in single], dtype=np.int64)
+        for b in _batches(lengths, tokens_per_batch):
+            idx = [single[j] for j in b]
+            for i, piece in zip(idx, _score_whole(model, [prompt_ids[i] for i in idx], [response_ids[i] for i in idx],
+                                                  chunk_size)):
+                put(i, piece)
+            advance(len(idx))
+    return (total, tokens) if per_token else total
+
+
+def _score_whole(model, prompts: list, responses: list, chunk_size: int) -> list[np.ndarray]:
+    """Per-token log-probs of each response, sequences right-padded into one batch."""
+    import torch
+
+    device = next(model.parameters()).device
+    weight, bias, softcap = _lm_head(model)
+    width = max(len(p) + len(r) for p, r in zip(prompts, responses))
+    ids = torch.zeros((len(prompts), width), dtype=torch.long)
+    mask = torch.zeros((len(prompts), width), dtype=torch.long)
+    rows, cols = [], []
+    for b, (p, r) in enumerate(zip(prompts, responses)):
+        seq = list(p) + list(r)
+        ids[b, : len(seq)] = torch.tensor(seq)
+        mask[b, : len(seq)] = 1
+        rows += [b] * len(r)
+        cols += list(range(len(p), len(seq)))
+    ids, mask = ids.to(device), mask.to(device)
+    hidden = model.get_decoder()(input_ids=ids, attention_mask=mask).last_hidden_state
+    rows_t, cols_t = torch.tensor(rows, device=device), torch.tensor(cols, device=device)
+    lp = token_logps(hidden[rows_t, cols_t - 1], weight, ids[rows_t, cols_t], chunk_size, bias, softcap)
+    return _split(lp, [len(r) for r in responses])
+
+
+def _score_shared(model, prompt: list[int], responses: list, index: list[int], tokens_per_batch: int, chunk_size: int):
+    """Yield (index, per-token log-probs) for responses sharing ``prompt``: the prompt's KV cache is
+    computed once and repeated for each batch of responses."""
+    import copy
+
+    import torch
+
     device = next(model.parameters()).device
     weight, bias, softcap = _lm_head(model)
     decoder = model.get_decoder()
-    with torch.no_grad(), bar(label, n, quiet) as advance:
-        for idx in _batches(lengths, tokens_per_batch):
-            width = int(lengths[idx].max())
-            ids = torch.zeros((len(idx), width), dtype=torch.long)
-            mask = torch.zeros((len(idx), width), dtype=torch.long)
-            tgt_rows, tgt_cols = [], []
-            for b, i in enumerate(idx):
-                seq = list(prompt_ids[i]) + list(response_ids[i])
-                ids[b, : len(seq)] = torch.tensor(seq)
-                mask[b, : len(seq)] = 1
-                p = len(prompt_ids[i])
-                tgt_rows += [b] * len(response_ids[i])
-                tgt_cols += list(range(p, len(seq)))
-            hidden = decoder(input_ids=ids.to(device), attention_mask=mask.to(device)).last_hidden_state
-            rows = torch.tensor(tgt_rows, device=device)
-            cols = torch.tensor(tgt_cols, device=device)
-            lp = token_logps(hidden[rows, cols - 1], weight, ids.to(device)[rows, cols], chunk_size, bias, softcap)
-            lp = lp.double().cpu().numpy()
-            offset = 0
-            for i in idx:
-                k = len(response_ids[i])
-                piece = lp[offset : offset + k]
-                total[i] = piece.sum()
-                if per_token:
-                    tokens[i] = piece.astype(np.float32)
-                offset += k
-            advance(len(idx))
-    return (total, tokens) if per_token else total
+    P = len(prompt)
+    out = decoder(input_ids=torch.tensor([prompt], device=device), use_cache=True)
+    cache, h_last = out.past_key_values, out.last_hidden_state[0, -1]
+    lengths = np.array([len(r) for r in responses], dtype=np.int64)
+    for b in _batches(lengths + P, tokens_per_batch):
+        R = int(lengths[b].max())
+        ids = torch.zeros((len(b), R), dtype=torch.long)
+        mask = torch.zeros((len(b), P + R), dtype=torch.long)
+        mask[:, :P] = 1
+        for row, j in enumerate(b):
+            ids[row, : lengths[j]] = torch.tensor(list(responses[j]))
+            mask[row, P : P + lengths[j]] = 1
+        ids, mask = ids.to(device), mask.to(device)
+        c = copy.deepcopy(cache)
+        c.batch_repeat_interleave(len(b))
+        pos = torch.arange(P, P + R, device=device)[None].expand(len(b), R)
+        hidden = decoder(input_ids=ids, attention_mask=mask, position_ids=pos, past_key_values=c,
+                         use_cache=True).last_hidden_state
+        # token 0 of every response is predicted by the prompt's last position; token j by response position j-1
+        hs = torch.cat([h_last[None, None].expand(len(b), 1, -1), hidden[:, :-1]], dim=1)
+        valid = torch.arange(R, device=device)[None] < torch.tensor(lengths[b], device=device)[:, None]
+        lp = token_logps(hs[valid], weight, ids[valid], chunk_size, bias, softcap)
+        for j, piece in zip(b, _split(lp, lengths[b].tolist())):
+            yield index[j], piece
+
+
+def _split(lp, sizes: list[int]) -> list[np.ndarray]:
+    flat = lp.double().cpu().numpy()
+    return np.split(flat, np.cumsum(sizes)[:-1]) if sizes else []
 
 
 def score_samples(model, samples: pd.DataFrame, work_dir: Path, *, column: str, tokens_per_batch: int,

@@ -63,57 +63,12 @@ def build_parser():
 
 def make_judge(args):
     """The judge named by --judge (see module docstring)."""
-    spec = args.judge
-    if spec == "oracle":
-        try:
-            from dicekit.world.judge import OracleJudge
-        except ModuleNotFoundError as e:
-            if e.name not in ("dicekit.world", "dicekit.world.judge"):
-                raise
-            raise UserError("--judge oracle: the task world's judge (dicekit.world.judge) is not installed") from None
-        return OracleJudge()
-    if spec.startswith("hf:"):
-        from dicekit.evals.hf_judge import HFJudge
+    from dicekit.evals.judge_factory import judge_from_spec
 
-        return HFJudge(spec[3:], dtype=args.dtype)
-    from dicekit.evals.openai_judge import OPENAI_BASE_URL, Endpoint, OpenAIJudge
-
-    settings = {"model": spec}
-    if spec.endswith((".yaml", ".yml")):
-        settings = _judge_config(Path(spec))
-    settings.setdefault("base_url", args.judge_base_url or OPENAI_BASE_URL)
-    settings.setdefault("api_key_env", args.judge_api_key_env)
-    settings.setdefault("concurrency", args.concurrency)
-    settings.setdefault("max_retries", args.max_retries)
-    settings.setdefault("timeout_s", args.timeout)
-    if args.price_per_mtok:
-        settings.setdefault("price_per_mtok", tuple(args.price_per_mtok))
-    if "price_per_mtok" in settings:
-        settings["price_per_mtok"] = tuple(settings["price_per_mtok"])
-    endpoint = Endpoint(**settings)
-    import os
-
-    if endpoint.public_url() == OPENAI_BASE_URL and not os.environ.get(endpoint.api_key_env):
-        raise UserError(f"--judge {endpoint.model}: set ${endpoint.api_key_env} to the OpenAI API key "
-                        "(or point --judge-base-url at a local OpenAI-compatible server)")
-    return OpenAIJudge(endpoint)
-
-
-def _judge_config(path: Path) -> dict:
-    import yaml
-
-    from dicekit.evals.openai_judge import Endpoint
-
-    if not path.is_file():
-        raise UserError(f"{path}: judge config not found")
-    data = yaml.safe_load(path.read_text()) or {}
-    allowed = set(Endpoint.__dataclass_fields__)
-    unknown = sorted(set(data) - allowed) if isinstance(data, dict) else ["<not a mapping>"]
-    if unknown:
-        raise UserError(f"{path}: unknown judge setting(s) {', '.join(unknown)} (allowed: {', '.join(sorted(allowed))})")
-    if "model" not in data:
-        raise UserError(f"{path}: field 'model': missing")
-    return dict(data)
+    return judge_from_spec(args.judge, base_url=args.judge_base_url, api_key_env=args.judge_api_key_env,
+                           concurrency=args.concurrency, max_retries=args.max_retries, timeout_s=args.timeout,
+                           price_per_mtok=tuple(args.price_per_mtok) if args.price_per_mtok else None,
+                           dtype=args.dtype)
 
 
 def _generate(args, reference: list[dict], out: Path | None) -> list[dict]:

@@ -1,0 +1,66 @@
+"""Build a pairwise judge from a spec string: ``oracle`` (the task world), ``hf:PATH_OR_ID`` (a local
+model's "m"/"M" next-token probabilities), a YAML file of endpoint settings, or an OpenAI-compatible
+model name (key read from the environment variable ``api_key_env``; never stored)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from dicekit.errors import UserError
+
+
+def judge_from_spec(spec: str, *, base_url: str | None = None, api_key_env: str = "OPENAI_API_KEY",
+                    concurrency: int = 8, max_retries: int = 6, timeout_s: float = 60.0,
+                    price_per_mtok: tuple[float, float] | None = None, dtype: str = "float32", flag: str = "--judge"):
+    if spec == "oracle":
+        try:
+            from dicekit.world.judge import OracleJudge
+        except ModuleNotFoundError as e:
+            if e.name not in ("dicekit.world", "dicekit.world.judge"):
+                raise
+            raise UserError(f"{flag} oracle: the task world's judge (dicekit.world.judge) is not installed") from None
+        return OracleJudge()
+    if spec.startswith("hf:"):
+        from dicekit.evals.hf_judge import HFJudge
+
+        return HFJudge(spec[3:], dtype=dtype)
+    from dicekit.evals.openai_judge import OPENAI_BASE_URL, Endpoint, OpenAIJudge
+
+    settings: dict = {"model": spec}
+    if spec.endswith((".yaml", ".yml")):
+        settings = endpoint_config(Path(spec))
+    settings.setdefault("base_url", base_url or OPENAI_BASE_URL)
+    settings.setdefault("api_key_env", api_key_env)
+    settings.setdefault("concurrency", concurrency)
+    settings.setdefault("max_retries", max_retries)
+    settings.setdefault("timeout_s", timeout_s)
+    if price_per_mtok:
+        settings.setdefault("price_per_mtok", tuple(price_per_mtok))
+    if "price_per_mtok" in settings:
+        settings["price_per_mtok"] = tuple(settings["price_per_mtok"])
+    endpoint = Endpoint(**settings)
+    if endpoint.public_url() == OPENAI_BASE_URL and not os.environ.get(endpoint.api_key_env):
+        raise UserError(f"{flag} {endpoint.model}: set ${endpoint.api_key_env} to the OpenAI API key "
+                        "(or point the base URL at a local OpenAI-compatible server)")
+    return OpenAIJudge(endpoint)
+
+
+def endpoint_config(path: Path) -> dict:
+    import yaml
+
+    from dicekit.evals.openai_judge import Endpoint
+
+    if not path.is_file():
+        raise UserError(f"{path}: judge config not found")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError:
+        raise UserError(f"{path}: invalid YAML") from None
+    if not isinstance(data, dict) or "model" not in data:
+        raise UserError(f"{path}: judge config needs at least 'model'")
+    known = set(Endpoint.__dataclass_fields__)
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise UserError(f"{path}: unknown key '{unknown[0]}' (known: {', '.join(sorted(known))})")
+    return data
