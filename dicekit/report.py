@@ -1,0 +1,235 @@
+"""`write_report(run_dir)`: a markdown report with PNG figures of a run folder. A pure reader.
+
+Reads (all optional except the round folders; see shared/CONTRACT.md for the round files):
+
+* ``run.yaml``; per round ``config.yaml``, ``metrics.json``, ``samples.parquet``, ``pairs.parquet``,
+  ``alpha_sweep.csv``, ``train_log.jsonl`` (through dicekit.runs);
+* ``round_<t>/evals/*.json``: evaluations of π_t (``round_0`` = π_0) — win rates, lengths, any scalar
+  fields; ``reward_accuracy*.json`` among them (written by ``dicekit eval reward-accuracy --out``) are
+  shown as reward accuracy instead;
+* ``analysis/reward_accuracy*.json`` (same format, any models) and ``analysis/rankers.json`` (written
+  by ``dicekit compare-rankers --out``);
+* ``demo_summary.json``, or the ``extra`` argument: ``{section title: rows | markdown text}`` where
+  rows are a list of flat JSON objects (or a DataFrame) rendered as a table — the demo's per-model
+  table (win rate, LC win rate, length, quality, reward accuracy) and its diagnostics.
+
+Writes ``report.md`` and its figures into ``out_dir`` (default ``RUN_DIR/report/``). Never imports
+torch, the trainer or the generator (tests/analysis check ``sys.modules``).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from dicekit import plots, rundir, runs
+from dicekit.errors import UserError
+from dicekit.evals.reward_accuracy import VARIANT_NAMES, VARIANTS
+
+EVAL_COLUMNS = ("win_rate", "length_controlled_winrate", "standard_error", "avg_length", "score", "quality", "n_total")
+
+
+def table(rows, columns: list[str] | None = None, floatfmt: str = "{:.4g}") -> str:
+    """A markdown table of ``rows`` (list of dicts or DataFrame); None/NaN shown as blank."""
+    df = pd.DataFrame(rows) if not isinstance(rows, pd.DataFrame) else rows
+    if columns is not None:
+        df = df[[c for c in columns if c in df.columns]]
+    if df.empty:
+        return "_(none)_"
+
+    def cell(v):
+        if v is None or (isinstance(v, float) and np.isnan(v)) or v is pd.NA:
+            return ""
+        if isinstance(v, (float, np.floating)):
+            return floatfmt.format(float(v))
+        return str(v).replace("|", "\\|").replace("\n", " ")
+
+    lines = ["| " + " | ".join(map(str, df.columns)) + " |", "|" + "---|" * len(df.columns)]
+    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in df.itertuples(index=False)]
+    return "\n".join(lines)
+
+
+def _last_step(log: pd.DataFrame | None) -> dict:
+    if log is None or "loss" not in log:
+        return {}
+    steps = log[log["loss"].notna()]
+    return steps.iloc[-1].to_dict() if len(steps) else {}
+
+
+def round_row(run_dir, t: int, evals: pd.DataFrame | None) -> dict:
+    """One row of the per-round table; numbers from metrics.json, else recomputed from pairs.parquet."""
+    m = runs.load_metrics(run_dir, t) or {}
+    cfg = runs.load_config(run_dir, t) or {}
+    unit = cfg.get("length_unit", "chars")
+    row = {"round": t, "alpha*": m.get("alpha_star", cfg.get("alpha")), "alpha used": m.get("alpha", cfg.get("alpha")),
+           "pairs generated": m.get("n_pairs_generated"), "pairs offline": m.get("n_pairs_offline")}
+    pairs = runs.load_pairs(run_dir, t)
+    if pairs is not None:
+        samples = runs.load_samples(run_dir, t, columns=["prompt_id", "sample_id", "reward", "n_chars", "n_tokens"])
+        gen = runs.pair_table(pairs, samples, unit)
+        gen = gen[gen["source"] == "generated"] if "source" in gen else gen
+        row["pairs generated"] = row["pairs generated"] if row["pairs generated"] is not None else len(gen)
+        if row["pairs offline"] is None and "source" in pairs:
+            row["pairs offline"] = int((pairs["source"] == "offline").sum())
+        row.update({f"len chosen ({unit})": gen["chosen_length"].mean(), f"len rejected ({unit})": gen["rejected_length"].mean(),
+                    "reward margin": gen["reward_margin"].mean(), "reward_lr margin": gen["reward_lr_margin"].mean()})
+    last = _last_step(runs.load_train_log(run_dir, t))
+    row["final loss"] = last.get("loss", m.get("final_loss"))
+    row["train reward acc."] = last.get("rewards/accuracies", m.get("final_reward_accuracy"))
+    if evals is not None:
+        for _, e in evals[evals["round"] == t].iterrows():
+            for col in ("win_rate", "length_controlled_winrate"):
+                if col in e and pd.notna(e[col]):
+                    row[f"{e['name']} {'LC ' if col.startswith('length') else ''}win rate"] = e[col]
+    return row
+
+
+def _json(path: Path):
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as err:
+        raise UserError(f"{path}: cannot be read ({err})") from err
+
+
+def reward_accuracy_files(run_dir) -> list[tuple[str, dict]]:
+    """(label, reward-accuracy JSON) from round_<t>/evals/reward_accuracy*.json and analysis/."""
+    run = Path(run_dir)
+    found = sorted(run.glob("round_*/evals/reward_accuracy*.json")) + sorted(run.glob("analysis/reward_accuracy*.json"))
+    return [(str(p.relative_to(run)), _json(p)) for p in found]
+
+
+def reward_accuracy_rows(items: list[tuple[str, dict]]) -> list[dict]:
+    rows = []
+    for label, r in items:
+        row = {"source": label, "pairs": r.get("n_pairs"), "alpha": r.get("alpha")}
+        for k in (*VARIANTS, "longer"):
+            o = (r.get("overall") or {}).get(k) or {}
+            row[VARIANT_NAMES[k]] = _pct_ci(o)
+        truth = r.get("truth") or {}
+        for k in ("labels", "dpo"):
+            if truth.get(k):
+                row[f"vs truth: {'labels' if k == 'labels' else 'DPO'}"] = _pct_ci(truth[k])
+        rows.append(row)
+    return rows
+
+
+def _pct_ci(o: dict) -> str:
+    if not o or o.get("accuracy") is None:
+        return ""
+    ci = f" [{100 * o['ci_low']:.1f}, {100 * o['ci_high']:.1f}]" if o.get("ci_low") is not None else ""
+    return f"{100 * o['accuracy']:.1f}%{ci}"
+
+
+def _extra_sections(extra) -> list[str]:
+    out = []
+    for title, body in (extra or {}).items():
+        out += [f"## {title}", ""]
+        out += [body if isinstance(body, str) else table(body), ""]
+    return out
+
+
+def write_report(run_dir, out_dir=None, extra: dict | None = None) -> Path:
+    """Write ``report.md`` + figures for ``run_dir`` into ``out_dir`` (default RUN_DIR/report);
+    returns the path of report.md. ``extra``: more sections (see the module docstring); without it,
+    ``RUN_DIR/demo_summary.json`` is used when present."""
+    run = runs.check_run_dir(run_dir)
+    out = Path(out_dir) if out_dir else run / "report"
+    out.mkdir(parents=True, exist_ok=True)
+    if extra is None and (run / "demo_summary.json").is_file():
+        extra = _json(run / "demo_summary.json")
+        if not isinstance(extra, dict):
+            raise UserError(f"{run / 'demo_summary.json'}: expected an object of section title -> rows or text")
+    rounds = runs.rounds(run)
+    evals = runs.eval_table(run)
+    if evals is not None:
+        evals = evals[~evals["name"].astype(str).str.startswith(("reward_accuracy", "rankers"))]
+        evals = evals if len(evals) else None
+    cfg = runs.load_run_config(run) or {}
+    md = [f"# DICE run report: `{run.name}`", ""]
+    first = runs.load_config(run, rounds[0]) or {}
+    md += [f"- rounds: {', '.join(map(str, rounds))}; π_0 = `{cfg.get('policy', first.get('policy', '?'))}`, "
+           f"π_-1 = `{cfg.get('reference', first.get('reference', '?'))}`",
+           f"- dicekit {cfg.get('dicekit_version') or first.get('dicekit_version') or 'unknown'}, "
+           f"git {cfg.get('git_sha') or first.get('git_sha') or 'unknown'}", ""]
+    md += _extra_sections(extra)
+    md += ["## Rounds", "", "Length and reward margins are means over the round's generated pairs "
+           "(chosen − rejected); loss and reward accuracy are the last logged training step.", ""]
+    md += [table([round_row(run, t, evals) for t in rounds]), ""]
+    md += _eval_section(evals, out)
+    md += _length_section(run, rounds, out)
+    logs = {t: log for t in rounds if (log := runs.load_train_log(run, t)) is not None and len(log)}
+    if logs:
+        plots.training_figure(logs, out / "training.png")
+        md += ["## Training", "", "![DPO loss and reward accuracy per step](training.png)", ""]
+    md += _accuracy_section(run, out)
+    rankers = run / "analysis" / "rankers.json"
+    if rankers.is_file():
+        from dicekit.rankers import format_table
+
+        r = _json(rankers)
+        src = f"round {r['round']} samples of `{r.get('samples')}`" if r.get("samples") else f"`{r.get('data')}`"
+        md += ["## Which ranker agrees with the labels? (paper Table 5)", "",
+               f"{r['n_pairs']} labelled pairs from {src}" + (f", labels from the {r['oracle']} oracle" if r.get("oracle") else "")
+               + f"; implicit reward of `{r['policy']}` against `{r['reference']}`. Ties count as wrong.", "",
+               format_table(r), ""]
+    path = rundir.write_text(out / "report.md", "\n".join(md).rstrip() + "\n")
+    return path
+
+
+def _eval_section(evals: pd.DataFrame | None, out: Path) -> list[str]:
+    if evals is None:
+        return []
+    cols = ["round", "name", *[c for c in EVAL_COLUMNS if c in evals.columns]]
+    cols += [c for c in evals.columns if c.endswith(("judge.model", "judge"))]
+    plots.win_rate_figure(evals, out / "win_rate.png")
+    return ["## Evaluations of π_t", "", table(evals.sort_values(["round", "name"]), cols), "",
+            "![win rate and length per round](win_rate.png)", ""]
+
+
+def _length_section(run: Path, rounds: list[int], out: Path) -> list[str]:
+    md = ["## Length of chosen vs rejected responses", "",
+          "Best-vs-worst pairs each α would select, recomputed from the round's samples; red dashes: "
+          "the mean; grey: the offline pairs (the paper's Figure 2). Right: the α sweep, α* marked.", ""]
+    any_fig = False
+    for t in rounds:
+        if not (rundir.round_dir(run, t) / "samples.parquet").exists():
+            continue
+        star = plots.round_alpha_star(run, t)
+        spec = "0,ALPHA*,2*ALPHA*" if star else "0"
+        res = plots.plot_length_diff(run, t, spec, out)
+        any_fig = True
+        means = ", ".join(f"α={a:.4g}: {m:+.1f}" for a, m in zip(res["alphas"], res["means"]) if m is not None)
+        md += [f"### Round {t}", "", f"Mean length difference ({res['unit']}): {means}"
+               + (f"; offline pairs {res['offline_mean']:+.1f}" if res["offline_mean"] is not None else ""), ""]
+        md += [f"![round {t}: {Path(f).stem.rsplit('_round', 1)[0].replace('_', ' ')}]({Path(f).name})"
+               for f in res["files"]] + [""]
+    return md if any_fig else []
+
+
+def _accuracy_section(run: Path, out: Path) -> list[str]:
+    items = reward_accuracy_files(run)
+    if not items:
+        return []
+    rows = reward_accuracy_rows(items)
+    bars = []
+    for label, r in items:
+        for k in ("dpo", "lr", "longer"):
+            o = (r.get("overall") or {}).get(k)
+            if o and o.get("accuracy") is not None:
+                bars.append({"label": f"{label}: {k}", **o})
+    md = ["## Implicit-reward accuracy", "",
+          "Share of labelled pairs where the chosen response scores strictly higher (ties wrong), "
+          "95% bootstrap interval. \"longer wins\" is the accuracy of preferring the longer response.", "",
+          table(rows), ""]
+    if bars:
+        plots.reward_accuracy_figure(pd.DataFrame(bars), out / "reward_accuracy.png")
+        md += ["![reward accuracy](reward_accuracy.png)", ""]
+    for label, r in items:
+        if r.get("by_length"):
+            md += [f"By length difference (chosen − rejected), `{label}`:", "",
+                   table([{"bucket": b["bucket"], "n": b["n"], **{k: _pct_ci(b.get(k)) for k in ("dpo", "lr", "longer")}}
+                          for b in r["by_length"]]), ""]
+    return md
