@@ -97,8 +97,26 @@ def load_samples(run_dir: str | Path, t: int, columns: list[str] | None = None,
 
 
 def load_pairs(run_dir: str | Path, t: int, columns: list[str] | None = None) -> pd.DataFrame | None:
-    """``pairs.parquet`` as written (see :func:`pair_table` for the derived columns)."""
-    return _read(round_dir(run_dir, t) / "pairs.parquet", lambda p: pd.read_parquet(p, columns=columns))
+    """``pairs.parquet`` as written (see :func:`pair_table` for the derived columns), plus
+    ``judge_agrees`` from the round diagnostic's ``diagnostic_pairs.parquet`` (its ``pairs_alpha_star``
+    set) when that file exists and the pairs do not carry the column themselves."""
+    pairs = _read(round_dir(run_dir, t) / "pairs.parquet", lambda p: pd.read_parquet(p, columns=columns))
+    judged = load_diagnostic_pairs(run_dir, t)
+    if pairs is None or judged is None or "judge_agrees" in pairs or columns is not None:
+        return pairs
+    j = judged[judged["set"] == "pairs_alpha_star"]
+    j = j.rename(columns={"sample_id_a": "rejected_sample_id", "sample_id_b": "chosen_sample_id"})
+    keys = ["prompt_id", "chosen_sample_id", "rejected_sample_id"]
+    j = j[keys + ["judge_agrees"]].astype({"chosen_sample_id": "Int64", "rejected_sample_id": "Int64"})
+    out = pairs.astype({"chosen_sample_id": "Int64", "rejected_sample_id": "Int64"}).merge(j, on=keys, how="left")
+    out["judge_agrees"] = out["judge_agrees"].astype("boolean")
+    return out
+
+
+def load_diagnostic_pairs(run_dir: str | Path, t: int) -> pd.DataFrame | None:
+    """``diagnostic_pairs.parquet`` (written by the round diagnostic): set, prompt_id, sample_id_a,
+    sample_id_b, preference (judge's, of b over a), judge_agrees (with the implicit reward)."""
+    return _read(round_dir(run_dir, t) / "diagnostic_pairs.parquet", pd.read_parquet)
 
 
 def load_alpha_sweep(run_dir: str | Path, t: int) -> pd.DataFrame | None:

@@ -105,3 +105,21 @@ def test_round_calls_a_judge_only_when_asked(round_values, tmp_path, monkeypatch
         assert set(marks["set"]) <= {"pairs_alpha_star", "pairs_alpha_0", "random_pairs"}
     finally:
         server.close()
+
+
+def test_dashboard_reader_marks_pairs_the_judge_disagrees_with(tmp_path):
+    from dicekit import rundir, runs
+
+    r = tmp_path / "run" / "round_1"
+    r.mkdir(parents=True)
+    pairs = pd.DataFrame({"prompt_id": ["a", "b", "c"], "prompt": ["x"] * 3, "chosen": ["c"] * 3, "rejected": ["r"] * 3,
+                          "source": ["generated", "generated", "offline"],
+                          "chosen_sample_id": pd.array([1, 2, None], dtype="Int64"),
+                          "rejected_sample_id": pd.array([0, 3, None], dtype="Int64")})
+    rundir.write_parquet(r / "pairs.parquet", pairs)
+    rundir.write_parquet(r / "diagnostic_pairs.parquet", pd.DataFrame({
+        "set": ["pairs_alpha_star", "pairs_alpha_star", "random_pairs"], "prompt_id": ["a", "b", "a"],
+        "sample_id_a": [0, 3, 5], "sample_id_b": [1, 2, 6], "preference": [2.0, 1.0, 1.5],
+        "judge_agrees": [True, False, None]}))
+    got = runs.load_pairs(tmp_path / "run", 1)
+    assert got["judge_agrees"].tolist()[:2] == [True, False] and pd.isna(got["judge_agrees"].iloc[2])
