@@ -6,7 +6,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
 
 from dicekit.cli import main as cli
 from dicekit.report import table

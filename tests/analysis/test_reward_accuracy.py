@@ -135,3 +135,22 @@ def test_oracle_pairs_from_samples():
     assert len(pairs) == 2 and set(pairs["prompt_id"]) == {"a"}
     assert (pairs["chosen_sample_id"] == 2).all() and sorted(pairs["rejected_sample_id"]) == [0, 1]
     assert (pairs["truth"] == 1).all() and (pairs["chosen_ids"].map(list) == pd.Series([[4], [4]])).all()
+
+
+def test_judge_needs_single_token_digits():
+    from dicekit.rankers import JudgeUnavailable, rating_token_ids
+
+    class Tok:
+        name_or_path, unk_token_id = "stub", 0
+
+        def __init__(self, table):
+            self.table = table
+
+        def __call__(self, text, add_special_tokens=False):
+            return {"input_ids": self.table.get(text, [0])}
+
+    assert rating_token_ids(Tok({str(k): [10 + k] for k in range(6)})) == [10, 11, 12, 13, 14, 15]
+    with pytest.raises(JudgeUnavailable, match="digit 0"):
+        rating_token_ids(Tok({str(k): [10 + k] for k in range(1, 6)}))  # "0" -> unknown token
+    with pytest.raises(JudgeUnavailable, match="digit 5"):
+        rating_token_ids(Tok({**{str(k): [10 + k] for k in range(5)}, "5": [3, 4]}))  # two tokens
