@@ -102,13 +102,17 @@ def judge_scores(model_spec: str, prompts: list, responses: list[str], *, dtype:
 def oracle_pairs_from_samples(samples: pd.DataFrame, quality, pairs_per_prompt: int = 2, seed: int = 0) -> pd.DataFrame:
     """Labelled pairs from one round's valid samples: per prompt, up to ``pairs_per_prompt`` random
     pairs of samples with different ``quality(prompt, response)``, the better one as chosen (seeded;
-    no sample pair repeated). Keeps exact token IDs, both qualities and ``truth`` = +1."""
+    no sample pair repeated). Keeps exact token IDs, both qualities and ``truth`` = +1. Prompts the
+    quality function rejects (ValueError: not a prompt it knows) are skipped."""
     rng = np.random.default_rng(seed)
     valid = samples[samples["valid"]] if "valid" in samples else samples
     rows = []
     for pid, g in valid.sort_values(["prompt_id", "sample_id"]).groupby("prompt_id", sort=True):
         g = g.reset_index(drop=True)
-        q = np.array([quality(p, r) for p, r in zip(g["prompt"], g["response"])], dtype=np.float64)
+        try:
+            q = np.array([quality(p, r) for p, r in zip(g["prompt"], g["response"])], dtype=np.float64)
+        except ValueError:
+            continue
         i, j = np.triu_indices(len(g), k=1)
         keep = q[i] != q[j]
         i, j = i[keep], j[keep]

@@ -219,7 +219,8 @@ def _accuracy_section(run: Path, out: Path) -> list[str]:
         for k in ("dpo", "lr", "longer"):
             o = (r.get("overall") or {}).get(k)
             if o and o.get("accuracy") is not None:
-                bars.append({"label": f"{label}: {k}", **o})
+                short = label.replace("/evals/", " ").replace("analysis/", "").removesuffix(".json")
+                bars.append({"label": f"{short}: {VARIANT_NAMES[k]}", **o})
     md = ["## Implicit-reward accuracy", "",
           "Share of labelled pairs where the chosen response scores strictly higher (ties wrong), "
           "95% bootstrap interval. \"longer wins\" is the accuracy of preferring the longer response.", "",
@@ -228,6 +229,10 @@ def _accuracy_section(run: Path, out: Path) -> list[str]:
         plots.reward_accuracy_figure(pd.DataFrame(bars), out / "reward_accuracy.png")
         md += ["![reward accuracy](reward_accuracy.png)", ""]
     for label, r in items:
+        if r.get("by_subset"):
+            md += [f"By subset, `{label}`:", "",
+                   table([{"subset": b["subset"], "n": b["n"], **{k: _pct_ci(b.get(k)) for k in ("dpo", "lr", "longer")}}
+                          for b in r["by_subset"]]), ""]
         if r.get("by_length"):
             md += [f"By length difference (chosen − rejected), `{label}`:", "",
                    table([{"bucket": b["bucket"], "n": b["n"], **{k: _pct_ci(b.get(k)) for k in ("dpo", "lr", "longer")}}

@@ -4,7 +4,8 @@ Every labelled pair (prompt, chosen, rejected) is scored under ``--policy`` and 
 through the round's scorer, token-exact (dicekit.evals.reward_scoring), and ranked by each variant
 of dicekit.evals.reward_accuracy (DPO log-ratio, reference-free sum, length-normalised average,
 length-regularised at ``--alpha``, and the "longer wins" rule), overall, by length-difference
-bucket, by ``subset`` when the data has one (``--rewardbench`` adds RewardBench's section scores),
+bucket, by ``subset`` when the data has one (a round's ``pairs.parquet``: its ``source``, generated or
+offline; ``--rewardbench`` adds RewardBench's section scores),
 and against ground truth when there is one: ``--oracle world`` (the task world's oracle),
 ``chosen_quality``/``rejected_quality`` columns, or a ``truth`` column (+1 / −1 / 0).
 
@@ -25,7 +26,7 @@ from dicekit.cliutil import parser
 from dicekit.errors import UserError
 from dicekit.evals import reward_accuracy as RA
 
-KEEP = ("subset", "truth", "chosen_quality", "rejected_quality", "alpha", "prompt_ids", "chosen_ids", "rejected_ids")
+KEEP = ("subset", "source", "truth", "chosen_quality", "rejected_quality", "alpha", "prompt_ids", "chosen_ids", "rejected_ids")
 
 
 def build_parser():
@@ -54,8 +55,10 @@ def build_parser():
 def load(data: str, split: str, limit: int | None) -> pd.DataFrame:
     from dicekit.data import load_pairs
 
-    pairs = load_pairs(data, split, limit, keep=KEEP)
-    return pairs.dropna(axis=1, how="all")
+    pairs = load_pairs(data, split, limit, keep=KEEP).dropna(axis=1, how="all")
+    if "subset" not in pairs and "source" in pairs:  # a round's pairs.parquet: generated vs offline
+        pairs = pairs.rename(columns={"source": "subset"})
+    return pairs
 
 
 def oracle_truth(pairs: pd.DataFrame) -> np.ndarray:

@@ -1,6 +1,7 @@
 """reward-accuracy, train-rm, compare-rankers and credit on the tiny world model (seconds)."""
 
 import json
+from itertools import combinations
 
 import numpy as np
 import pandas as pd
@@ -9,10 +10,10 @@ import yaml
 
 from dicekit.cli import main as cli
 
-WORLD_PROMPTS = ["Name 3 fruits.", "Repeat these words: dog, tea, red.", "Name 2 tools."]
-WORLD_REPLIES = [["apple, pear, plum.", "apple, dog.", "Sure! apple, pear, plum, cat. I hope this helps."],
-                 ["dog, tea, red.", "dog, red.", "Of course! dog, tea, blue."],
-                 ["hammer, saw.", "hammer.", "Sure! hammer, saw."]]
+PROMPTS = ["Name 3 fruits.", "Repeat these words: dog, tea, red.", "Name 2 tools."]
+REPLIES = [["apple, pear, plum.", "apple, dog.", "Sure! apple, pear, plum, cat. I hope this helps."],
+           ["dog, tea, red.", "dog, red.", "Of course! dog, tea, blue."],
+           ["hammer, saw.", "hammer.", "Sure! hammer, saw."]]
 
 
 @pytest.fixture(scope="module")
@@ -111,13 +112,13 @@ def test_train_rm_and_compare_rankers(tiny_world, labelled, tmp_path, capsys):
     assert "0 to 5" in r["judge_prompt"]
 
 
-def _real_run(tiny_world, root):
-    """A run folder whose samples were really scored by the tiny models (world prompts, exact IDs)."""
+def _real_run(tiny_world, root, prompts=PROMPTS, replies=REPLIES):
+    """A run folder whose samples were really scored by the tiny models (exact IDs)."""
     from dicekit.models import load_model
     from dicekit.score import score_sequences
 
     rows = []
-    for i, (prompt, replies) in enumerate(zip(WORLD_PROMPTS, WORLD_REPLIES)):
+    for i, (prompt, replies) in enumerate(zip(prompts, replies)):
         for k, text in enumerate(replies):
             rows.append({"prompt_id": f"w{i}", "sample_id": k, "prompt": prompt, "response": text,
                          "n_chars": len(text), "finish_reason": "stop", "valid": True})
@@ -135,7 +136,7 @@ def _real_run(tiny_world, root):
     (rdir / "config.yaml").write_text(yaml.safe_dump({"round": 1, "policy": tiny_world["policy"],
                                                       "reference": tiny_world["reference"], "length_unit": "chars",
                                                       "alpha": 0.0}))
-    gen = pd.DataFrame({"prompt_id": ["w0", "w1"], "prompt": WORLD_PROMPTS[:2], "chosen": ["a", "b"], "rejected": ["c", "d"],
+    gen = pd.DataFrame({"prompt_id": ["w0", "w1"], "prompt": list(prompts[:2]), "chosen": ["a", "b"], "rejected": ["c", "d"],
                         "source": "generated", "chosen_reward_lr": [1.0, 5.0], "rejected_reward_lr": [0.0, 0.0]})
     gen.to_parquet(rdir / "pairs.parquet", index=False)
     return root, s
@@ -164,12 +165,23 @@ def test_token_credit_sums_to_the_reward_and_is_cached(tiny_world, tmp_path, cap
 
 
 def test_compare_rankers_on_a_rounds_own_samples(tiny_world, tmp_path, capsys):
-    pytest.importorskip("dicekit.world.oracle")
-    run, _ = _real_run(tiny_world, tmp_path / "run")
+    """Three world prompts with four demonstrations each, labelled by the oracle; prompts whose
+    replies all have the same quality give no pair."""
+    tasks = pytest.importorskip("dicekit.world.tasks")
+    from dicekit.world.oracle import quality
+
+    rng = np.random.default_rng(0)
+    made = [tasks.make_task(f, rng) for f in tasks.FAMILIES[:3]]
+    replies = [[tasks.demonstration(t, rng) for _ in range(4)] for t in made]
+    prompts = [t.prompt for t in made]
+    unequal = [sum(quality(p, a) != quality(p, b) for a, b in combinations(rs, 2)) for p, rs in zip(prompts, replies)]
+    expected = sum(min(2, n) for n in unequal)
+    assert expected > 0
+    run, _ = _real_run(tiny_world, tmp_path / "run", prompts, replies)
     assert cli(["compare-rankers", "--samples", str(run), "--round", "1", "--oracle", "world", "--no-judge",
                 "--n-boot", "20", "--json"]) == 0
     r = json.loads(capsys.readouterr().out)
-    assert r["policy"] == tiny_world["policy"] and r["n_pairs"] == 6  # 2 pairs per prompt, all 3 prompts
+    assert r["policy"] == tiny_world["policy"] and r["n_pairs"] == expected  # ≤ 2 per prompt, unequal quality only
     rows = {x["ranker"]: x for x in r["rankers"]}
     assert rows["implicit reward (DPO log-ratio)"]["truth_accuracy"] == rows["implicit reward (DPO log-ratio)"]["accuracy"]
     assert rows["scalar reward model (offline pairs)"]["accuracy"] is None
