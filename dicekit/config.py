@@ -41,6 +41,7 @@ class RoundConfig:
     top_p: float = 1.0
     max_new_tokens: int = 2048
     generate_batch_size: int = 64  # sequences per generation batch (a multiple of samples_per_prompt is best)
+    shard_prompts: int = 64  # prompts per shard: the unit of resumption and of multi-process sharding
     # filtering (official code: drop truncated, <= 3 or >= 6700 characters; prompts need 8 valid samples)
     drop_truncated: bool = True
     min_chars: int = 3  # responses with n_chars <= min_chars are invalid
@@ -49,7 +50,6 @@ class RoundConfig:
     # scoring
     score_dtype: Literal["float32", "bfloat16", "float16"] = "float32"
     score_tokens_per_batch: int = 16384
-    score_shard_size: int = 1024  # samples per resumable scoring shard
     # α* and pairs
     length_unit: Literal["chars", "tokens"] = "chars"
     alpha: float | None = None  # None: search α* on the grid; a number fixes α

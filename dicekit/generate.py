@@ -1,8 +1,8 @@
 """Stage: K samples per prompt (HF backend), and plain completions for evaluations.
 
 Samples are generated shard by shard: a shard is a fixed run of consecutive prompts (all K samples
-of each), so a shard's batch is the same on every run and a resumed stage continues from the first
-shard not yet on disk. Each sample's randomness comes from its own key (dicekit.sampling), so it does
+of each), generated in fixed batches, so its batches are the same on every run, a resumed stage
+continues from the first shard not yet on disk, and ranks of a multi-process run split the shards. Each sample's randomness comes from its own key (dicekit.sampling), so it does
 not depend on which other prompts share its batch either. Token IDs are kept exactly as sampled:
 ``prompt_ids`` is the templated prompt fed to the model, ``response_ids`` runs up to and including
 the first stop token (``finish_reason = "stop"``) or is ``max_new_tokens`` long (``"length"``).
@@ -27,10 +27,10 @@ SAMPLE_COLUMNS = ["prompt_id", "sample_id", "prompt", "response", "prompt_ids", 
                   "n_tokens", "n_chars", "finish_reason"]
 
 
-def shard_plan(n_prompts: int, samples_per_prompt: int, batch_size: int) -> list[tuple[int, int]]:
-    """[start, stop) prompt ranges; each shard holds about ``batch_size`` sequences."""
-    per = max(1, batch_size // samples_per_prompt)
-    return [(lo, min(lo + per, n_prompts)) for lo in range(0, n_prompts, per)]
+def shard_plan(n_prompts: int, shard_prompts: int) -> list[tuple[int, int]]:
+    """[start, stop) prompt ranges of ``shard_prompts`` consecutive prompts: the unit of resumption
+    and of multi-process sharding."""
+    return [(lo, min(lo + shard_prompts, n_prompts)) for lo in range(0, n_prompts, shard_prompts)]
 
 
 def _generate_batch(model, pad_id: int, stop_ids, prompts: list[list[int]], keys: list[int], *,
@@ -70,41 +70,56 @@ def decode_response(tokenizer, response_ids: list[int], stop_ids) -> str:
     return tokenizer.decode(ids, skip_special_tokens=True)
 
 
+def shard_path(work_dir: Path, i: int) -> Path:
+    return Path(work_dir) / f"shard_{i:06d}.parquet"
+
+
 def generate_samples(model, tokenizer, stop_ids, prompts: pd.DataFrame, work_dir: Path, *, seed: int, round_: int,
                      samples_per_prompt: int, max_new_tokens: int, temperature: float, top_p: float,
-                     batch_size: int, quiet: bool = False, shards: list[int] | None = None) -> pd.DataFrame:
-    """Generate (or resume) all shards under ``work_dir`` and return the samples, ordered by
-    (prompt order, sample_id). ``prompts`` has columns prompt_id, prompt, prompt_ids.
-    ``shards``: only these shard indices (for rank-sharded runs); default all."""
+                     batch_size: int, shard_prompts: int = 64, shards: list[int] | None = None,
+                     quiet: bool = False) -> pd.DataFrame:
+    """Generate (or resume) shards under ``work_dir`` and return their samples, ordered by (prompt
+    order, sample_id). ``prompts`` has columns prompt_id, prompt, prompt_ids. A shard's prompts are
+    generated ``batch_size // samples_per_prompt`` at a time (all K samples of a prompt in one batch).
+    ``shards``: only these shard indices (a rank's share); default all."""
     work_dir.mkdir(parents=True, exist_ok=True)
-    plan = shard_plan(len(prompts), samples_per_prompt, batch_size)
-    todo = list(range(len(plan))) if shards is None else shards
-    missing = [i for i in todo if not (work_dir / f"shard_{i:06d}.parquet").exists()]
+    plan = shard_plan(len(prompts), shard_prompts)
+    todo = list(range(len(plan))) if shards is None else list(shards)
+    missing = [i for i in todo if not shard_path(work_dir, i).exists()]
     pad_id = int(tokenizer.pad_token_id)
+    per_batch = max(1, batch_size // samples_per_prompt)
     with bar("sampling prompts", sum(plan[i][1] - plan[i][0] for i in todo), quiet) as advance:
         advance(sum(plan[i][1] - plan[i][0] for i in todo if i not in missing))
         for i in missing:
-            lo, hi = plan[i]
-            chunk = prompts.iloc[lo:hi]
-            seqs, keys, meta = [], [], []
-            for row in chunk.itertuples(index=False):
-                for k in range(samples_per_prompt):
-                    seqs.append(list(row.prompt_ids))
-                    keys.append(sample_key(seed, round_, row.prompt_id, k))
-                    meta.append((row.prompt_id, k, row.prompt))
-            outs = _generate_batch(model, pad_id, stop_ids, seqs, keys, max_new_tokens=max_new_tokens,
-                                   temperature=temperature, top_p=top_p)
             rows = []
-            for (pid, k, prompt), p_ids, (r_ids, reason) in zip(meta, seqs, outs):
-                text = decode_response(tokenizer, r_ids, stop_ids)
-                rows.append({"prompt_id": pid, "sample_id": k, "prompt": prompt if isinstance(prompt, str) else str(prompt),
-                             "response": text, "prompt_ids": p_ids, "response_ids": r_ids,
-                             "n_tokens": len(r_ids), "n_chars": len(text), "finish_reason": reason})
-            rundir.write_parquet(work_dir / f"shard_{i:06d}.parquet", pd.DataFrame(rows, columns=SAMPLE_COLUMNS))
+            for lo in range(plan[i][0], plan[i][1], per_batch):
+                chunk = prompts.iloc[lo : min(lo + per_batch, plan[i][1])]
+                rows += _sample_chunk(model, tokenizer, stop_ids, pad_id, chunk, seed, round_, samples_per_prompt,
+                                      max_new_tokens, temperature, top_p)
+                advance(len(chunk))
+            rundir.write_parquet(shard_path(work_dir, i), pd.DataFrame(rows, columns=SAMPLE_COLUMNS))
             rundir.fault_point(f"gen:{i}")
-            advance(hi - lo)
-    frames = [pd.read_parquet(work_dir / f"shard_{i:06d}.parquet") for i in todo]
+    frames = [pd.read_parquet(shard_path(work_dir, i)) for i in todo]
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=SAMPLE_COLUMNS)
+
+
+def _sample_chunk(model, tokenizer, stop_ids, pad_id, chunk: pd.DataFrame, seed, round_, k, max_new_tokens,
+                  temperature, top_p) -> list[dict]:
+    seqs, keys, meta = [], [], []
+    for row in chunk.itertuples(index=False):
+        for j in range(k):
+            seqs.append(list(row.prompt_ids))
+            keys.append(sample_key(seed, round_, row.prompt_id, j))
+            meta.append((row.prompt_id, j, row.prompt))
+    outs = _generate_batch(model, pad_id, stop_ids, seqs, keys, max_new_tokens=max_new_tokens,
+                           temperature=temperature, top_p=top_p)
+    rows = []
+    for (pid, j, prompt), p_ids, (r_ids, reason) in zip(meta, seqs, outs):
+        text = decode_response(tokenizer, r_ids, stop_ids)
+        rows.append({"prompt_id": pid, "sample_id": j, "prompt": prompt if isinstance(prompt, str) else str(prompt),
+                     "response": text, "prompt_ids": p_ids, "response_ids": r_ids,
+                     "n_tokens": len(r_ids), "n_chars": len(text), "finish_reason": reason})
+    return rows
 
 
 def mark_valid(samples: pd.DataFrame, *, drop_truncated: bool, min_chars: int, max_chars: int,

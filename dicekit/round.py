@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from dicekit import data, pairs as P, rundir
+from dicekit import data, dist, pairs as P, rundir
 from dicekit.config import RoundConfig, to_dict
 from dicekit.errors import UserError
 from dicekit.objectives import implicit_reward
@@ -99,10 +99,14 @@ def _prompts_with_ids(cfg: RoundConfig, tok) -> pd.DataFrame:
 
 
 def stage_samples(cfg: RoundConfig, t: int, rdir: Path, models: _OneModel, policy: str, reference: str) -> pd.DataFrame:
-    """Generate + score + filter → samples.parquet."""
-    from dicekit.generate import generate_samples, mark_valid
+    """Generate + score + filter → samples.parquet.
+
+    Work is split into shards of ``shard_prompts`` prompts; this process (rank r of W) generates its
+    shards, scores their valid samples under the policy, then under the reference. Rank 0 merges all
+    shards by (prompt_id, sample_id) into samples.parquet; other ranks wait for it.
+    """
+    from dicekit.generate import generate_samples, shard_plan
     from dicekit.models import stop_token_ids
-    from dicekit.score import score_samples
 
     out = rdir / "samples.parquet"
     if out.exists():
@@ -110,28 +114,60 @@ def stage_samples(cfg: RoundConfig, t: int, rdir: Path, models: _OneModel, polic
     work = rdir / ".work"
     model, tok = models.get(policy)
     prompts = _prompts_with_ids(cfg, tok)
-    stop_ids = stop_token_ids(model, tok)
-    samples = generate_samples(model, tok, stop_ids, prompts, work / "gen", seed=cfg.seed, round_=t,
-                               samples_per_prompt=cfg.samples_per_prompt, max_new_tokens=cfg.max_new_tokens,
-                               temperature=cfg.temperature, top_p=cfg.top_p, batch_size=cfg.generate_batch_size,
-                               quiet=cfg.quiet)
-    samples["prompt"] = [data.prompt_key(p) for p in prompts.set_index("prompt_id").loc[samples["prompt_id"], "prompt"]]
-    samples["valid"] = mark_valid(samples, drop_truncated=cfg.drop_truncated, min_chars=cfg.min_chars,
-                                  max_chars=cfg.max_chars, min_valid_samples=cfg.min_valid_samples)
-    valid = samples[samples["valid"]]
-    samples["logp_policy"] = np.nan
-    samples["logp_ref"] = np.nan
-    if len(valid):
-        samples.loc[valid.index, "logp_policy"] = score_samples(
-            model, valid, work / "score_policy", column="logp_policy", tokens_per_batch=cfg.score_tokens_per_batch, shard_rows=cfg.score_shard_size,
-            quiet=cfg.quiet, label="scoring under policy")
+    n_shards = len(shard_plan(len(prompts), cfg.shard_prompts))
+    mine = dist.my_shards(n_shards)
+    done = lambda d: [work / d / f"shard_{i:06d}.parquet" for i in mine]  # noqa: E731
+    if not all(p.exists() for p in done("score_ref")):
+        generate_samples(model, tok, stop_token_ids(model, tok), prompts, work / "gen", seed=cfg.seed, round_=t,
+                         samples_per_prompt=cfg.samples_per_prompt, max_new_tokens=cfg.max_new_tokens,
+                         temperature=cfg.temperature, top_p=cfg.top_p, batch_size=cfg.generate_batch_size,
+                         shard_prompts=cfg.shard_prompts, shards=mine, quiet=cfg.quiet)
+        _score_shards(cfg, model, work, "score_policy", "logp_policy", mine, "scoring under policy")
         ref_model, _ = models.get(reference)
-        samples.loc[valid.index, "logp_ref"] = score_samples(
-            ref_model, valid, work / "score_ref", column="logp_ref", tokens_per_batch=cfg.score_tokens_per_batch, shard_rows=cfg.score_shard_size,
-            quiet=cfg.quiet, label="scoring under reference")
+        _score_shards(cfg, ref_model, work, "score_ref", "logp_ref", mine, "scoring under reference")
+    if not dist.is_main():
+        dist.wait_for([out], "samples.parquet from rank 0")
+        return pd.read_parquet(out)
+    all_shards = range(n_shards)
+    dist.wait_for([work / "score_ref" / f"shard_{i:06d}.parquet" for i in all_shards], "other ranks' scoring shards")
+    read = lambda d: pd.concat([pd.read_parquet(work / d / f"shard_{i:06d}.parquet") for i in all_shards])  # noqa: E731
+    samples = read("gen").reset_index(drop=True)
+    samples["prompt"] = [data.prompt_key(p) for p in prompts.set_index("prompt_id").loc[samples["prompt_id"], "prompt"]]
+    samples["valid"] = _valid(cfg, samples)
+    keys = ["prompt_id", "sample_id"]
+    samples = samples.merge(read("score_policy"), on=keys, how="left").merge(read("score_ref"), on=keys, how="left")
     samples["reward"] = implicit_reward(samples["logp_policy"], samples["logp_ref"])
+    if samples.loc[samples["valid"], "reward"].isna().any():
+        raise RuntimeError(f"{work}: a valid sample has no score; delete {work} and re-run the round")
     rundir.write_parquet(out, samples)
     return samples
+
+
+def _valid(cfg: RoundConfig, samples: pd.DataFrame) -> pd.Series:
+    from dicekit.generate import mark_valid
+
+    return mark_valid(samples, drop_truncated=cfg.drop_truncated, min_chars=cfg.min_chars, max_chars=cfg.max_chars,
+                      min_valid_samples=cfg.min_valid_samples)
+
+
+def _score_shards(cfg: RoundConfig, model, work: Path, name: str, column: str, shards: list[int], label: str) -> None:
+    """Score the valid samples of each generation shard in ``shards`` → work/<name>/shard_i.parquet."""
+    from dicekit.progress import bar
+    from dicekit.score import score_sequences
+
+    (work / name).mkdir(parents=True, exist_ok=True)
+    with bar(label, len(shards), cfg.quiet) as advance:
+        for i in shards:
+            path = work / name / f"shard_{i:06d}.parquet"
+            if not path.exists():
+                gen = pd.read_parquet(work / "gen" / f"shard_{i:06d}.parquet")
+                v = gen[_valid(cfg, gen)]
+                vals = score_sequences(model, list(v["prompt_ids"]), list(v["response_ids"]),
+                                       tokens_per_batch=cfg.score_tokens_per_batch) if len(v) else np.zeros(0)
+                rundir.write_parquet(path, pd.DataFrame({"prompt_id": v["prompt_id"].to_numpy(),
+                                                         "sample_id": v["sample_id"].to_numpy(), column: vals}))
+                rundir.fault_point(f"{name}:{i}")
+            advance()
 
 
 def sample_lengths(samples: pd.DataFrame, unit: str) -> np.ndarray:
@@ -296,10 +332,13 @@ def run_round(cfg: RoundConfig, round_: int | None = None) -> Path:
     _check_resume(rdir, current)
     _check_inputs(cfg, policy, reference)
     rdir.mkdir(parents=True, exist_ok=True)
-    rundir.write_yaml(Path(cfg.run_dir) / "run.yaml", {**to_dict(cfg), **rundir.provenance()})
-    if not (rdir / "config.yaml").exists():
-        rundir.write_yaml(rdir / "config.yaml", current)
-    say(f"round {t}: policy {policy}, reference {reference}", cfg.quiet)
+    main = dist.is_main()
+    quiet = cfg.quiet or not main
+    if main:
+        rundir.write_yaml(Path(cfg.run_dir) / "run.yaml", {**to_dict(cfg), **rundir.provenance()})
+        if not (rdir / "config.yaml").exists():
+            rundir.write_yaml(rdir / "config.yaml", current)
+    say(f"round {t}: policy {policy}, reference {reference}" + (f" ({dist.world_size()} processes)" if main and dist.world_size() > 1 else ""), quiet)
     timings = {}
     models = _OneModel(cfg.score_dtype)
     t0 = time.perf_counter()
@@ -307,13 +346,16 @@ def run_round(cfg: RoundConfig, round_: int | None = None) -> Path:
     timings["samples_s"] = time.perf_counter() - t0
     valid = samples[samples["valid"]]
     say(f"samples: {len(samples)} from {samples['prompt_id'].nunique()} prompts, {len(valid)} valid "
-        f"({valid['prompt_id'].nunique()} prompts)", cfg.quiet)
+        f"({valid['prompt_id'].nunique()} prompts)", quiet)
     t0 = time.perf_counter()
+    if not main:
+        dist.wait_for([rdir / "pairs.parquet"], "pairs.parquet from rank 0")
     pairs_df, info = stage_pairs(cfg, t, rdir, models, samples, policy)
     timings["pairs_s"] = time.perf_counter() - t0
-    rundir.write_yaml(rdir / "config.yaml", {**current, "alpha": info["alpha"]})
+    if main:
+        rundir.write_yaml(rdir / "config.yaml", {**current, "alpha": info["alpha"]})
     n_gen = int((pairs_df["source"] == "generated").sum())
-    say(f"pairs: alpha={info['alpha']:.4g}, {n_gen} generated + {len(pairs_df) - n_gen} offline", cfg.quiet)
+    say(f"pairs: alpha={info['alpha']:.4g}, {n_gen} generated + {len(pairs_df) - n_gen} offline", quiet)
     models.pair = None
     t0 = time.perf_counter()
     train = {}
@@ -321,10 +363,12 @@ def run_round(cfg: RoundConfig, round_: int | None = None) -> Path:
         tcfg = TrainConfig.from_round(cfg, seed=cfg.seed + t)
         train = train_dpo(policy, pairs_df, rdir / "model", tcfg, rdir / "train_log.jsonl", rdir / ".work" / "train")
     timings["train_s"] = time.perf_counter() - t0
+    if not main:
+        return rdir
     metrics = {"round": t, **round_metrics(samples, pairs_df, info, train, rdir / "train_log.jsonl"), "timings": timings}
     if cfg.diagnose:
         metrics["diagnostic"] = run_diagnostic(cfg, samples, info["alpha"], t)
     rundir.write_json(rdir / "metrics.json", metrics)
     rundir.cleanup_work(rdir)
-    say(f"round {t} done: {len(pairs_df)} pairs, final loss {metrics['final_loss']}, model in {rdir / 'model'}", cfg.quiet)
+    say(f"round {t} done: {len(pairs_df)} pairs, final loss {metrics['final_loss']}, model in {rdir / 'model'}", quiet)
     return rdir

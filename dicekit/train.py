@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,7 +26,7 @@ from pathlib import Path
 import pandas as pd
 
 from dicekit import rundir
-from dicekit.models import load_model, save_model
+from dicekit.models import load_model
 
 TRAIN_COLUMNS = ["prompt_ids", "chosen_ids", "rejected_ids", "ref_chosen_logps", "ref_rejected_logps"]
 
@@ -161,13 +162,24 @@ def train_dpo(policy: str, rows: pd.DataFrame, out_dir: str | Path, cfg: TrainCo
         "ref_chosen_logps": rows["ref_chosen_logps"].astype(float).tolist(),
         "ref_rejected_logps": rows["ref_rejected_logps"].astype(float).tolist(),
     })
-    args = dpo_args(cfg, str(work_dir / "trainer"), len(rows))
+    from dicekit import dist
+
+    args = dpo_args(cfg, str(work_dir / "trainer"), len(rows), world_size=dist.world_size())
     trainer = _trainer_class()(model=model, args=args, train_dataset=ds, processing_class=tok,
                                callbacks=[_log_callback(tmp_log)])
     _quiet_trainer(trainer, cfg.quiet)
     result = trainer.train()
-    with rundir.atomic_path(out_dir) as tmp:
-        save_model(trainer.model, tok, tmp)
+    # every rank takes part in saving (ZeRO-3 / FSDP gather the weights); rank 0 renames into place
+    staged = work_dir / "model"
+    trainer.save_model(str(staged))
+    trainer.accelerator.wait_for_everyone()
+    if not dist.is_main():
+        return {}
+    tok.save_pretrained(str(staged))
+    out_dir = Path(out_dir)
+    if out_dir.exists():
+        shutil.rmtree(out_dir)
+    os.replace(staged, out_dir)
     shutil.move(str(tmp_log), str(log_path)) if tmp_log.exists() else rundir.write_text(log_path, "")
     steps = trainer.state.global_step
     return {

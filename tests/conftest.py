@@ -26,6 +26,6 @@ def round_values(tiny_world, tmp_path):
     return dict(
         run_dir=str(tmp_path / "run"), policy=tiny_world["policy"], reference=tiny_world["reference"],
         prompts=tiny_world["prompts"], offline_data=tiny_world["offline"], samples_per_prompt=4,
-        min_valid_samples=2, max_new_tokens=16, temperature=1.0, generate_batch_size=16, score_shard_size=16,
+        min_valid_samples=2, max_new_tokens=16, temperature=1.0, generate_batch_size=16, shard_prompts=4,
         global_batch_size=4, per_device_batch_size=2, max_steps=3, learning_rate=1e-3, min_chars=0, quiet=True,
     )
