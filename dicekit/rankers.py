@@ -52,7 +52,8 @@ def rating_token_ids(tok) -> list[int]:
     for k in RATINGS:
         ids = tok(str(k), add_special_tokens=False)["input_ids"]
         if len(ids) != 1 or ids[0] == tok.unk_token_id:
-            raise JudgeUnavailable(f"{tok.name_or_path or 'the judge tokenizer'}: the digit {k} is not a single token of its vocabulary")
+            name = tok.name_or_path or "the judge tokenizer"
+            raise JudgeUnavailable(f"{name}: the digit {k} is not a single token of its vocabulary")
         out.append(int(ids[0]))
     return out
 
