@@ -158,6 +158,7 @@ def write_report(run_dir, out_dir=None, extra: dict | None = None) -> Path:
     md += ["## Rounds", "", "Length and reward margins are means over the round's generated pairs "
            "(chosen − rejected); loss and reward accuracy are the last logged training step.", ""]
     md += [table([round_row(run, t, evals) for t in rounds]), ""]
+    md += _diagnostic_section(run, rounds)
     md += _eval_section(evals, out)
     md += _length_section(run, rounds, out)
     logs = {t: log for t in rounds if (log := runs.load_train_log(run, t)) is not None and len(log)}
@@ -177,6 +178,37 @@ def write_report(run_dir, out_dir=None, extra: dict | None = None) -> Path:
                format_table(r), ""]
     path = rundir.write_text(out / "report.md", "\n".join(md).rstrip() + "\n")
     return path
+
+
+DIAGNOSTIC_SETS = (("pairs_alpha_star", "best-vs-worst pairs at α*"), ("pairs_alpha_0", "best-vs-worst pairs at α = 0"),
+                   ("random_pairs", "random pairs of samples"))
+
+
+def _agree(x) -> str:
+    if not isinstance(x, dict) or x.get("agreement") is None:
+        return ""
+    ci = f" [{100 * x['ci_low']:.1f}, {100 * x['ci_high']:.1f}]" if x.get("ci_low") is not None else ""
+    return f"{100 * x['agreement']:.1f}%{ci} (n={x.get('n_decided', '?')})"
+
+
+def _diagnostic_section(run: Path, rounds: list[int]) -> list[str]:
+    """The round diagnostic (metrics.json ``diagnostic``, from dicekit.diagnose) when it was run."""
+    rows = []
+    for t in rounds:
+        d = (runs.load_metrics(run, t) or {}).get("diagnostic")
+        if not isinstance(d, dict):
+            continue
+        for key, label in DIAGNOSTIC_SETS:
+            x = d.get(key) or {}
+            rows.append({"round": t, "judge": d.get("judge"), "pairs": label, "n": x.get("n_pairs"),
+                         "implicit reward agrees": _agree(x.get("implicit_reward")),
+                         "length-regularised agrees": _agree(x.get("implicit_reward_lr")),
+                         "longer wins agrees": _agree(x.get("longer_wins"))})
+    if not rows:
+        return []
+    return ["## Does the implicit reward agree with the judge on the policy's own samples?", "",
+            "The round diagnostic: how often the judge prefers what the round's implicit reward prefers "
+            "(judge draws and ranker ties left out), against the length-only baseline.", "", table(rows), ""]
 
 
 def _eval_section(evals: pd.DataFrame | None, out: Path) -> list[str]:

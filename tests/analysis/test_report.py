@@ -31,6 +31,11 @@ def _analysis(run: Path) -> None:
                            {"ranker": "LLM-as-judge (policy, additive 0-5)", "accuracy": None, "ci_low": None,
                             "ci_high": None, "n_ties": None, "note": "the digit 0 is not a single token"}]}
     (run / "analysis" / "rankers.json").write_text(json.dumps(rankers))
+    metrics = json.loads((run / "round_1" / "metrics.json").read_text())
+    agree = {"agreement": 0.62, "ci_low": 0.5, "ci_high": 0.74, "n_decided": 40}
+    metrics["diagnostic"] = {"judge": "world-oracle", "pairs_alpha_star": {"n_pairs": 42, "implicit_reward": agree},
+                             "random_pairs": {"n_pairs": 42, "longer_wins": {**agree, "agreement": 0.51}}}
+    (run / "round_1" / "metrics.json").write_text(json.dumps(metrics))
     (run / "demo_summary.json").write_text(json.dumps({
         "Models": [{"model": "pi_0", "win rate": 50.0, "quality": 0.61}, {"model": "pi_1", "win rate": 54.5, "quality": 0.64}],
         "Notes": "The implicit reward agreed with the oracle on 0.58 of pi_0's own sample pairs."}))
@@ -56,6 +61,8 @@ def test_report_builds_without_torch(tmp_path):
     assert "| implicit reward (DPO log-ratio) | 70.0% |" in md and "not a single token" in md
     assert "| pi_1 | 54.5 | 0.64 |" in md and "0.58 of pi_0's own sample pairs" in md
     assert "70.0% [60.0, 80.0]" in md  # reward accuracy with its interval
+    assert "| 1 | world-oracle | best-vs-worst pairs at α* | 42 | 62.0% [50.0, 74.0] (n=40) |" in md
+    assert "| 1 | world-oracle | random pairs of samples | 42 |  |  | 51.0% [50.0, 74.0] (n=40) |" in md
     for name in ("length_diff_round1.png", "alpha_sweep_round1.png", "length_diff_round2.png", "training.png",
                  "win_rate.png", "reward_accuracy.png"):
         assert f"]({name})" in md and (out / name).read_bytes()[:4] == b"\x89PNG"
