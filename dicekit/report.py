@@ -3,7 +3,8 @@
 Reads (all optional except the round folders; see shared/CONTRACT.md for the round files):
 
 * ``run.yaml``; per round ``config.yaml``, ``metrics.json``, ``samples.parquet``, ``pairs.parquet``,
-  ``alpha_sweep.csv``, ``train_log.jsonl`` (through dicekit.runs);
+  ``alpha_sweep.csv``, ``train_log.jsonl`` (through dicekit.runs); ``metrics.json``'s ``diagnostic``
+  (dicekit.diagnose) when the round ran it;
 * ``round_<t>/evals/*.json``: evaluations of π_t (``round_0`` = π_0) — win rates, lengths, any scalar
   fields; ``reward_accuracy*.json`` among them (written by ``dicekit eval reward-accuracy --out``) are
   shown as reward accuracy instead;
