@@ -30,7 +30,7 @@ def token_logratios(policy: str, reference: str, prompt_ids: list, response_ids:
     """Per-token log π_policy − log π_ref of each response (float64 arrays), and the policy's tokenizer."""
     from dicekit.evals.reward_scoring import check_same_vocab
     from dicekit.models import load_model
-    from dicekit.objectives import implicit_reward
+    from dicekit.reward import implicit_reward
     from dicekit.score import score_sequences
 
     model, tok = load_model(policy, dtype=dtype)

@@ -12,19 +12,10 @@
 
 from __future__ import annotations
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 
-
-def implicit_reward(logp_policy, logp_ref):
-    """Raw implicit reward log π_policy(y|x) − log π_ref(y|x) (nats; summed over response tokens).
-
-    Works elementwise on floats, numpy arrays and torch tensors. Multiply by β for the paper's r.
-    """
-    if isinstance(logp_policy, (list, tuple)):
-        logp_policy, logp_ref = np.asarray(logp_policy, dtype=np.float64), np.asarray(logp_ref, dtype=np.float64)
-    return logp_policy - logp_ref
+from dicekit.reward import implicit_reward  # noqa: F401  (re-exported: the one definition)
 
 
 @torch.no_grad()

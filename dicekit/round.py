@@ -27,7 +27,7 @@ import pandas as pd
 from dicekit import data, dist, pairs as P, rundir
 from dicekit.config import RoundConfig, to_dict
 from dicekit.errors import UserError
-from dicekit.objectives import implicit_reward
+from dicekit.reward import implicit_reward
 from dicekit.progress import say
 
 _RESUME_IGNORED = {"quiet", "report_to", "alpha", "num_rounds", "diagnose", "diagnose_judge", "diagnose_judge_base_url",

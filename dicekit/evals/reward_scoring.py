@@ -62,7 +62,7 @@ def score_pairs(policy: str, reference: str, pairs: pd.DataFrame, *, length_unit
     (implicit reward, nats), ``s_n_tokens`` (response tokens, end-of-turn included) and ``s_length``
     (``length_unit``: characters of the reply text, or tokens)."""
     from dicekit.models import load_model
-    from dicekit.objectives import implicit_reward
+    from dicekit.reward import implicit_reward
     from dicekit.score import score_sequences
 
     if length_unit not in ("chars", "tokens"):
