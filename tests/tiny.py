@@ -47,13 +47,16 @@ def build_tokenizer(out: Path):
     return fast
 
 
-def build_model(out: Path, tok, seed: int, train_steps: int, lr: float = 3e-3):
+def build_model(out: Path, tok, seed: int, train_steps: int, lr: float = 3e-3, hidden_size: int = 32,
+                num_heads: int = 4):
+    """``hidden_size // num_heads`` is the head size: vLLM's CPU attention needs one of 32, 64, ...."""
     import torch
     from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM
 
     torch.manual_seed(seed)
-    cfg = LlamaConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                      num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256,
+    cfg = LlamaConfig(vocab_size=len(tok), hidden_size=hidden_size, intermediate_size=2 * hidden_size,
+                      num_hidden_layers=2, num_attention_heads=num_heads, num_key_value_heads=max(1, num_heads // 2),
+                      max_position_embeddings=256,
                       bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id,
                       tie_word_embeddings=False)
     model = LlamaForCausalLM(cfg)
@@ -92,12 +95,13 @@ def build_model(out: Path, tok, seed: int, train_steps: int, lr: float = 3e-3):
     return out
 
 
-def build_world(root: Path) -> dict:
-    """policy (π_0) and reference (π_{-1}) folders, a prompts file and an offline pairs file."""
+def build_world(root: Path, **arch) -> dict:
+    """policy (π_0) and reference (π_{-1}) folders, a prompts file and an offline pairs file.
+    ``arch``: ``hidden_size`` / ``num_heads`` of both models (see build_model)."""
     root.mkdir(parents=True, exist_ok=True)
     tok = build_tokenizer(root / "tok")
-    ref = build_model(root / "reference", tok, seed=1, train_steps=60)
-    pol = build_model(root / "policy", tok, seed=1, train_steps=90)
+    ref = build_model(root / "reference", tok, seed=1, train_steps=60, **arch)
+    pol = build_model(root / "policy", tok, seed=1, train_steps=90, **arch)
     rng = random.Random(5)
     prompts = root / "prompts.jsonl"
     with prompts.open("w") as f:
