@@ -26,6 +26,7 @@ COMMANDS: dict[tuple[str, ...], tuple[str, str]] = {
     ("diagnose",): ("dicekit.commands.diagnose", "does the implicit reward agree with a judge on a round's own samples?"),
     ("report",): ("dicekit.commands.report", "markdown report with figures for a run folder"),
     ("plot", "length-diff"): ("dicekit.commands.plot_length_diff", "length(chosen)-length(rejected) histograms per alpha"),
+    ("check-recipe",): ("dicekit.commands.check_recipe", "validate a recipe offline: keys, model ids, per-GPU memory and time"),
     ("app",): ("dicekit.commands.app", "the Streamlit dashboard over run folders"),
 }
 

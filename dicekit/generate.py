@@ -24,7 +24,7 @@ from dicekit.progress import bar
 from dicekit.sampling import KeyedSampler, sample_key
 
 SAMPLE_COLUMNS = ["prompt_id", "sample_id", "prompt", "response", "prompt_ids", "response_ids",
-                  "n_tokens", "n_chars", "finish_reason"]
+                  "n_tokens", "n_chars", "finish_reason", "logp_sampler"]
 
 
 def shard_plan(n_prompts: int, shard_prompts: int) -> list[tuple[int, int]]:
@@ -77,11 +77,12 @@ def shard_path(work_dir: Path, i: int) -> Path:
 def generate_samples(model, tokenizer, stop_ids, prompts: pd.DataFrame, work_dir: Path, *, seed: int, round_: int,
                      samples_per_prompt: int, max_new_tokens: int, temperature: float, top_p: float,
                      batch_size: int, shard_prompts: int = 64, shards: list[int] | None = None,
-                     quiet: bool = False) -> pd.DataFrame:
+                     quiet: bool = False, engine=None) -> pd.DataFrame:
     """Generate (or resume) shards under ``work_dir`` and return their samples, ordered by (prompt
     order, sample_id). ``prompts`` has columns prompt_id, prompt, prompt_ids. A shard's prompts are
     generated ``batch_size // samples_per_prompt`` at a time (all K samples of a prompt in one batch).
-    ``shards``: only these shard indices (a rank's share); default all."""
+    ``shards``: only these shard indices (a rank's share); default all. ``engine``: a
+    :class:`dicekit.vllm_backend.VLLMEngine` to sample with instead of ``model`` (HF)."""
     work_dir.mkdir(parents=True, exist_ok=True)
     plan = shard_plan(len(prompts), shard_prompts)
     todo = list(range(len(plan))) if shards is None else list(shards)
@@ -95,7 +96,7 @@ def generate_samples(model, tokenizer, stop_ids, prompts: pd.DataFrame, work_dir
             for lo in range(plan[i][0], plan[i][1], per_batch):
                 chunk = prompts.iloc[lo : min(lo + per_batch, plan[i][1])]
                 rows += _sample_chunk(model, tokenizer, stop_ids, pad_id, chunk, seed, round_, samples_per_prompt,
-                                      max_new_tokens, temperature, top_p)
+                                      max_new_tokens, temperature, top_p, engine)
                 advance(len(chunk))
             rundir.write_parquet(shard_path(work_dir, i), pd.DataFrame(rows, columns=SAMPLE_COLUMNS))
             rundir.fault_point(f"gen:{i}")
@@ -104,21 +105,32 @@ def generate_samples(model, tokenizer, stop_ids, prompts: pd.DataFrame, work_dir
 
 
 def _sample_chunk(model, tokenizer, stop_ids, pad_id, chunk: pd.DataFrame, seed, round_, k, max_new_tokens,
-                  temperature, top_p) -> list[dict]:
+                  temperature, top_p, engine=None) -> list[dict]:
+    """All K samples of each prompt in ``chunk``: (HF) one keyed-sampling batch, or (vLLM) one
+    ``n=K`` request per prompt; rows in (prompt, sample_id) order."""
     seqs, keys, meta = [], [], []
     for row in chunk.itertuples(index=False):
         for j in range(k):
             seqs.append(list(row.prompt_ids))
             keys.append(sample_key(seed, round_, row.prompt_id, j))
             meta.append((row.prompt_id, j, row.prompt))
-    outs = _generate_batch(model, pad_id, stop_ids, seqs, keys, max_new_tokens=max_new_tokens,
-                           temperature=temperature, top_p=top_p)
+    if engine is None:
+        outs = [(r, f, float("nan")) for r, f in _generate_batch(
+            model, pad_id, stop_ids, seqs, keys, max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p)]
+    else:
+        from dicekit.vllm_backend import sample_prompts
+
+        outs = [(r, f, float("nan") if lp is None else lp) for r, f, lp in sample_prompts(
+            engine, [list(p) for p in chunk["prompt_ids"]], list(chunk["prompt_id"]), seed=seed, round_=round_,
+            samples_per_prompt=k, max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p,
+            stop_ids=stop_ids)]
     rows = []
-    for (pid, j, prompt), p_ids, (r_ids, reason) in zip(meta, seqs, outs):
+    for (pid, j, prompt), p_ids, (r_ids, reason, logp_sampler) in zip(meta, seqs, outs):
         text = decode_response(tokenizer, r_ids, stop_ids)
         rows.append({"prompt_id": pid, "sample_id": j, "prompt": prompt if isinstance(prompt, str) else str(prompt),
                      "response": text, "prompt_ids": p_ids, "response_ids": r_ids,
-                     "n_tokens": len(r_ids), "n_chars": len(text), "finish_reason": reason})
+                     "n_tokens": len(r_ids), "n_chars": len(text), "finish_reason": reason,
+                     "logp_sampler": logp_sampler})
     return rows
 
 

@@ -100,6 +100,22 @@ def stop_token_ids(model_or_config, tokenizer) -> list[int]:
     return ids
 
 
+def stop_token_ids_of(spec: str, tokenizer) -> list[int]:
+    """:func:`stop_token_ids` without loading the weights (reads generation_config.json if any)."""
+    from transformers import GenerationConfig
+
+    src, kw = _source(spec)
+    try:
+        gen = GenerationConfig.from_pretrained(src, **{k: v for k, v in kw.items() if k == "revision"})
+    except (OSError, ValueError):
+        gen = None
+
+    class _Holder:
+        generation_config = gen
+
+    return stop_token_ids(_Holder, tokenizer)
+
+
 def as_messages(prompt) -> list[dict]:
     """A prompt given as text or as a chat message list -> message list."""
     if isinstance(prompt, str):

@@ -18,6 +18,7 @@ uninterrupted one.
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 
@@ -112,16 +113,29 @@ def stage_samples(cfg: RoundConfig, t: int, rdir: Path, models: _OneModel, polic
     if out.exists():
         return pd.read_parquet(out)
     work = rdir / ".work"
-    model, tok = models.get(policy)
+    if cfg.backend == "vllm":
+        from dicekit.models import load_tokenizer, stop_token_ids_of
+
+        model, tok = None, load_tokenizer(policy)
+        stop_ids = stop_token_ids_of(policy, tok)
+    else:
+        model, tok = models.get(policy)
+        stop_ids = stop_token_ids(model, tok)
     prompts = _prompts_with_ids(cfg, tok)
     n_shards = len(shard_plan(len(prompts), cfg.shard_prompts))
     mine = dist.my_shards(n_shards)
     done = lambda d: [work / d / f"shard_{i:06d}.parquet" for i in mine]  # noqa: E731
     if not all(p.exists() for p in done("score_ref")):
-        generate_samples(model, tok, stop_token_ids(model, tok), prompts, work / "gen", seed=cfg.seed, round_=t,
-                         samples_per_prompt=cfg.samples_per_prompt, max_new_tokens=cfg.max_new_tokens,
-                         temperature=cfg.temperature, top_p=cfg.top_p, batch_size=cfg.generate_batch_size,
-                         shard_prompts=cfg.shard_prompts, shards=mine, quiet=cfg.quiet)
+        gen_kw = dict(seed=cfg.seed, round_=t, samples_per_prompt=cfg.samples_per_prompt,
+                      max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature, top_p=cfg.top_p,
+                      batch_size=cfg.generate_batch_size, shard_prompts=cfg.shard_prompts, shards=mine, quiet=cfg.quiet)
+        if cfg.backend == "vllm":
+            if not all(p.exists() for p in done("gen")):
+                with _vllm_engine(cfg, policy) as engine:
+                    generate_samples(None, tok, stop_ids, prompts, work / "gen", engine=engine, **gen_kw)
+            model, _ = models.get(policy) if not cfg.policy_logp_from_sampler else (None, tok)
+        else:
+            generate_samples(model, tok, stop_ids, prompts, work / "gen", **gen_kw)
         _score_shards(cfg, model, work, "score_policy", "logp_policy", mine, "scoring under policy")
         ref_model, _ = models.get(reference)
         _score_shards(cfg, ref_model, work, "score_ref", "logp_ref", mine, "scoring under reference")
@@ -143,6 +157,20 @@ def stage_samples(cfg: RoundConfig, t: int, rdir: Path, models: _OneModel, polic
     return samples
 
 
+def _vllm_engine(cfg: RoundConfig, policy: str):
+    """One vLLM engine for this process: local rank r owns GPUs r·tp … r·tp+tp−1 (CPU: none)."""
+    import torch
+
+    from dicekit.vllm_backend import VLLMEngine
+
+    tp = cfg.tensor_parallel_size
+    local = int(os.environ.get("LOCAL_RANK", "0"))
+    devices = list(range(local * tp, local * tp + tp)) if torch.cuda.is_available() else None
+    return VLLMEngine(policy, tensor_parallel_size=tp, dtype=cfg.vllm_dtype,
+                      gpu_memory_utilization=cfg.vllm_gpu_memory_utilization, max_model_len=cfg.vllm_max_model_len,
+                      device_ids=devices)
+
+
 def _valid(cfg: RoundConfig, samples: pd.DataFrame) -> pd.Series:
     from dicekit.generate import mark_valid
 
@@ -162,8 +190,11 @@ def _score_shards(cfg: RoundConfig, model, work: Path, name: str, column: str, s
             if not path.exists():
                 gen = pd.read_parquet(work / "gen" / f"shard_{i:06d}.parquet")
                 v = gen[_valid(cfg, gen)]
-                vals = score_sequences(model, list(v["prompt_ids"]), list(v["response_ids"]),
-                                       tokens_per_batch=cfg.score_tokens_per_batch) if len(v) else np.zeros(0)
+                if model is None:  # policy_logp_from_sampler: vLLM's own (unscaled) log-probs
+                    vals = v["logp_sampler"].to_numpy(dtype=np.float64)
+                else:
+                    vals = score_sequences(model, list(v["prompt_ids"]), list(v["response_ids"]),
+                                           tokens_per_batch=cfg.score_tokens_per_batch) if len(v) else np.zeros(0)
                 rundir.write_parquet(path, pd.DataFrame({"prompt_id": v["prompt_id"].to_numpy(),
                                                          "sample_id": v["sample_id"].to_numpy(), column: vals}))
                 rundir.fault_point(f"{name}:{i}")

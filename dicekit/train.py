@@ -9,6 +9,8 @@ re-tokenise text, possibly adding a second BOS and an EOS the model never emitte
 ``_precompute_ref_logps`` (TRL would recompute what we already have) — so trl is pinned exactly and
 tests/test_train.py pins the behaviour (TRL's logged rewards equal dicekit's implicit reward).
 
+Weights are kept in fp32; ``train_dtype: bfloat16`` trains in bf16 mixed precision (autocast).
+
 Deliberate deviation from the official recipe: a warm-up is only honoured if asked for
 (``warmup_steps > 0`` turns ``constant`` into ``constant_with_warmup``); the official 50 warm-up
 steps under a ``constant`` schedule were a no-op, which is also what ``warmup_steps: 0`` does.
@@ -154,7 +156,6 @@ def train_dpo(policy: str, rows: pd.DataFrame, out_dir: str | Path, cfg: TrainCo
     work_dir.mkdir(parents=True, exist_ok=True)
     tmp_log = work_dir / "train_log.jsonl"
     tmp_log.unlink(missing_ok=True)
-    model, tok = load_model(policy, dtype=cfg.train_dtype)
     ds = datasets.Dataset.from_dict({
         "prompt_ids": [list(map(int, x)) for x in rows["prompt_ids"]],
         "chosen_ids": [list(map(int, x)) for x in rows["chosen_ids"]],
@@ -164,7 +165,12 @@ def train_dpo(policy: str, rows: pd.DataFrame, out_dir: str | Path, cfg: TrainCo
     })
     from dicekit import dist
 
+    # the training arguments first: under DeepSpeed ZeRO-3 they must exist before the model is loaded
+    # for the weights to be partitioned at load time
     args = dpo_args(cfg, str(work_dir / "trainer"), len(rows), world_size=dist.world_size())
+    # fp32 master weights always; train_dtype bfloat16 = mixed precision (autocast), so updates of
+    # lr ≈ 5e-7 are not rounded away as they would be on bf16 weights
+    model, tok = load_model(policy, dtype="float32")
     trainer = _trainer_class()(model=model, args=args, train_dataset=ds, processing_class=tok,
                                callbacks=[_log_callback(tmp_log)])
     _quiet_trainer(trainer, cfg.quiet)
