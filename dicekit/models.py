@@ -10,8 +10,6 @@ one. Stop tokens are the union of the tokenizer's EOS and every id in the genera
 
 from __future__ import annotations
 
-import json
-from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
@@ -168,17 +166,6 @@ def response_ids(tokenizer, text: str, eot_id: int) -> list[int]:
     return list(tokenizer(text, add_special_tokens=False)["input_ids"]) + [eot_id]
 
 
-@dataclass(frozen=True)
-class ModelInfo:
-    spec: str
-    stop_ids: tuple[int, ...]
-    pad_id: int
-
-
-def describe(model, tokenizer, spec: str) -> ModelInfo:
-    return ModelInfo(spec, tuple(stop_token_ids(model, tokenizer)), int(tokenizer.pad_token_id))
-
-
 @lru_cache(maxsize=None)
 def model_fingerprint(spec: str) -> str:
     """A short content-ish id for cache keys: the local folder's config + weight file sizes/mtimes,
@@ -202,7 +189,3 @@ def save_model(model, tokenizer, out_dir: str | Path) -> None:
     """save_pretrained (safetensors) + tokenizer."""
     model.save_pretrained(str(out_dir), safe_serialization=True)
     tokenizer.save_pretrained(str(out_dir))
-
-
-def read_json(path: Path) -> dict:
-    return json.loads(Path(path).read_text())
