@@ -41,6 +41,8 @@ def build_parser():
     g.add_argument("--seed", type=int, default=0)
     g.add_argument("--dtype", default="float32")
     g.add_argument("--batch-size", type=int, default=8)
+    g.add_argument("--backend", choices=("hf", "vllm"), default="hf", help="generation backend (vllm: GPU, optional extra)")
+    g.add_argument("--tensor-parallel-size", type=int, default=1, help="GPUs per vLLM engine")
     j = p.add_argument_group("judge (--model, --outputs)")
     j.add_argument("--judge", default=DEFAULT_JUDGE, help="model name | config.yaml | hf:PATH_OR_ID | oracle")
     j.add_argument("--judge-base-url", default=None, help="OpenAI-compatible base URL (default OpenAI's)")
@@ -84,15 +86,35 @@ def _generate(args, reference: list[dict], out: Path | None) -> list[dict]:
         if rows[0]["generator"] == name and all(r["instruction"] in have for r in reference):
             print(f"reusing {path}", file=sys.stderr)
             return rows
-    model, tokenizer = load_model(args.model, dtype=args.dtype)
-    texts = complete(model, tokenizer, [r["instruction"] for r in reference], max_new_tokens=args.max_new_tokens,
-                     temperature=args.temperature, top_p=args.top_p, seed=args.seed, batch_size=args.batch_size,
-                     quiet=args.json)
+    instructions = [r["instruction"] for r in reference]
+    if args.backend == "vllm":
+        texts = _complete_vllm(args, instructions)
+    else:
+        model, tokenizer = load_model(args.model, dtype=args.dtype)
+        texts = complete(model, tokenizer, instructions, max_new_tokens=args.max_new_tokens,
+                         temperature=args.temperature, top_p=args.top_p, seed=args.seed, batch_size=args.batch_size,
+                         quiet=args.json)
     rows = [{"instruction": r["instruction"], "output": t, "generator": name, "dataset": r.get("dataset")}
             for r, t in zip(reference, texts)]
     if path is not None:
         write_json(path, rows)
     return rows
+
+
+def _complete_vllm(args, instructions: list[str]) -> list[str]:
+    """One response per instruction from a vLLM engine (same chat template and stop tokens as HF)."""
+    from dicekit.generate import decode_response
+    from dicekit.models import load_tokenizer, prompt_ids, stop_token_ids_of
+    from dicekit.vllm_backend import VLLMEngine, sample_prompts
+
+    tok = load_tokenizer(args.model)
+    stops = stop_token_ids_of(args.model, tok)
+    ids = [prompt_ids(tok, x) for x in instructions]
+    with VLLMEngine(args.model, tensor_parallel_size=args.tensor_parallel_size) as engine:
+        outs = sample_prompts(engine, ids, [str(i) for i in range(len(ids))], seed=args.seed, round_=0,
+                              samples_per_prompt=1, max_new_tokens=args.max_new_tokens, temperature=args.temperature,
+                              top_p=args.top_p, stop_ids=stops, logprobs=False)
+    return [decode_response(tok, r, stops) for r, _, _ in outs]
 
 
 def _judge_rows(args, rows: list[dict]) -> tuple[list[dict], dict]:
