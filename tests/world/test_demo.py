@@ -1,0 +1,107 @@
+"""`dicekit demo --scale ci`: the whole pipeline at a reduced size, checked against shared/CONTRACT.md,
+and every number of its table recomputed from the files it wrote."""
+
+import json
+import math
+
+import pandas as pd
+import pytest
+import yaml
+
+from dicekit.cli import main as cli
+from dicekit.world import demo_eval
+
+SAMPLE_COLUMNS = {"prompt_id", "sample_id", "prompt", "response", "prompt_ids", "response_ids", "n_tokens", "n_chars",
+                  "finish_reason", "logp_policy", "logp_ref", "reward", "valid"}
+PAIR_COLUMNS = {"prompt_id", "prompt", "chosen", "rejected", "source", "chosen_sample_id", "rejected_sample_id",
+                "chosen_reward_lr", "rejected_reward_lr", "alpha"}
+CONFIG_KEYS = {"round", "policy", "reference", "seed", "samples_per_prompt", "beta", "length_unit", "alpha",
+               "replay_ratio", "dicekit_version", "git_sha"}
+
+
+@pytest.fixture(scope="module")
+def demo_run(ci_world, tmp_path_factory, monkeypatch_module):
+    monkeypatch_module.setenv("DICEKIT_CACHE", str(ci_world["cache"]))
+    out = tmp_path_factory.mktemp("demo") / "run"
+    assert cli(["demo", "--scale", "ci", "--out", str(out), "--seed", "0", "--quiet"]) == 0
+    return out
+
+
+@pytest.fixture(scope="module")
+def monkeypatch_module():
+    mp = pytest.MonkeyPatch()
+    yield mp
+    mp.undo()
+
+
+def _same(a, b):
+    if isinstance(a, float) or isinstance(b, float):
+        return (a is None and b is None) or (math.isnan(a) and math.isnan(b)) or a == pytest.approx(b, rel=1e-9, abs=1e-12)
+    return a == b
+
+
+def test_run_folder_follows_the_contract(demo_run):
+    runs = [demo_run, demo_run / "ablations" / "alpha0", demo_run / "ablations" / "offline_only"]
+    for run in runs:
+        assert (run / "run.yaml").is_file()
+        for t in (1, 2):
+            rdir = run / f"round_{t}"
+            cfg = yaml.safe_load((rdir / "config.yaml").read_text())
+            assert CONFIG_KEYS <= set(cfg) and cfg["round"] == t and cfg["samples_per_prompt"] == 4
+            samples = pd.read_parquet(rdir / "samples.parquet")
+            assert SAMPLE_COLUMNS <= set(samples.columns)
+            assert set(samples["sample_id"]) == {0, 1, 2, 3}
+            pairs = pd.read_parquet(rdir / "pairs.parquet")
+            assert PAIR_COLUMNS <= set(pairs.columns) and set(pairs["source"]) <= {"generated", "offline"}
+            sweep = pd.read_csv(rdir / "alpha_sweep.csv")
+            assert {"alpha", "mean_len_diff", "n_pairs"} <= set(sweep.columns)
+            assert (rdir / "model" / "model.safetensors").is_file() and (rdir / "model" / "tokenizer.json").is_file()
+            assert (rdir / "train_log.jsonl").read_text().strip()
+            assert json.loads((rdir / "metrics.json").read_text())["round"] == t
+    alpha0 = yaml.safe_load((runs[1] / "round_1" / "config.yaml").read_text())
+    offline_only = pd.read_parquet(runs[2] / "round_1" / "pairs.parquet")
+    assert alpha0["alpha"] == 0.0 and set(offline_only["source"]) == {"offline"}
+    assert (demo_run / "report" / "report.md").is_file()
+    report = (demo_run / "report" / "report.md").read_text()
+    assert "own samples" in report and "π_2" in report
+
+
+def test_every_number_in_the_table_comes_from_the_files(demo_run):
+    """Recompute the summary from the run folder alone (the world copies in DIR/world, the eval files,
+    the round files) and compare with what the demo saved and printed."""
+    saved = json.loads((demo_run / "demo_summary.json").read_text())
+    runs = {"DICE": demo_run, "DICE alpha0": demo_run / "ablations" / "alpha0",
+            "DICE offline_only": demo_run / "ablations" / "offline_only"}
+    again = demo_eval.summarize_demo(demo_run, runs, 2)
+    for title, rows in again.items():
+        if isinstance(rows, str):
+            assert saved[title] == rows
+            continue
+        assert len(saved[title]) == len(rows)
+        for a, b in zip(saved[title], rows):
+            assert a.keys() == b.keys()
+            assert all(_same(a[k], b[k]) for k in a), (title, a, b)
+    models = saved[next(iter(saved))]
+    assert [(m["run"], m["model"]) for m in models][:4] == [("DICE", "π_-1"), ("DICE", "π_0"), ("DICE", "π_1"), ("DICE", "π_2")]
+    # one number by hand: π_1's win rate is the mean of (preference − 1) over its outputs.jsonl
+    rows = [json.loads(x) for x in (demo_run / "evals" / "pi_1" / "outputs.jsonl").read_text().splitlines()]
+    assert models[2]["win_rate"] == pytest.approx(100 * sum(r["preference"] - 1 for r in rows) / len(rows))
+    assert models[2]["n_total"] == len(rows) == 2 * 24
+
+
+def test_second_run_reuses_everything(demo_run, capsys):
+    before = {p: p.stat().st_mtime for p in demo_run.rglob("*") if p.is_file() and "report" not in p.parts
+              and p.name != "demo_summary.json" and p.name != "run.yaml"}
+    assert cli(["demo", "--scale", "ci", "--out", str(demo_run), "--seed", "0", "--quiet"]) == 0
+    after = {p: p.stat().st_mtime for p in before}
+    assert before == after
+    assert "run folder" in capsys.readouterr().out
+
+
+def test_bad_usage_exits_2(capsys, tmp_path):
+    (tmp_path / "f").write_text("x")
+    for argv in (["demo", "--rounds", "0"], ["demo", "--out", str(tmp_path / "f")], ["demo", "--scale", "huge"]):
+        with pytest.raises(SystemExit) as e:
+            cli(argv)
+        assert e.value.code == 2
+    assert capsys.readouterr().err.count("error") == 3
