@@ -35,28 +35,66 @@ def uniforms(keys: np.ndarray, step: int) -> np.ndarray:
     return (z >> np.uint64(11)).astype(np.float64) / float(1 << 53)
 
 
-def choose_tokens(logits: torch.Tensor, u: torch.Tensor, temperature: float, top_p: float) -> torch.Tensor:
+def choose_tokens(logits: torch.Tensor, u: torch.Tensor, temperature: float, top_p: float,
+                  top_k_first: int = 1024) -> torch.Tensor:
     """Next token per row from raw logits (B, V) and one uniform per row (B,).
 
-    temperature 0 = greedy. Otherwise softmax(logits / T), keep the smallest top-probability set whose
-    mass reaches top_p (the token that crosses it included), and take the first token whose cumulative
-    probability exceeds u × (kept mass), in descending-probability order (ties: lower token id first).
+    temperature 0 = greedy. Otherwise p = softmax(logits / T), and the token is the first whose
+    cumulative probability exceeds u × (total mass), walking the vocabulary in token-id order when
+    top_p = 1, and in descending-probability order over the nucleus (the smallest top set whose mass
+    reaches top_p, the crossing token included) when top_p < 1. The nucleus is looked for among the
+    ``top_k_first`` most likely tokens first and the full vocabulary is sorted only for rows where
+    those do not reach top_p — the same result, without sorting ~50k entries per row and step.
     """
     if temperature == 0:
         return logits.argmax(dim=-1)
-    probs = torch.softmax(logits.float() / temperature, dim=-1).double()
-    sorted_p, order = torch.sort(probs, dim=-1, descending=True, stable=True)
-    cum = sorted_p.cumsum(dim=-1)
-    if top_p < 1.0:
-        keep = (cum - sorted_p) < top_p
-        sorted_p = sorted_p * keep
-        cum = sorted_p.cumsum(dim=-1)
-    target = u.to(cum.dtype)[:, None] * cum[:, -1:]
-    idx = (cum <= target).sum(dim=-1).clamp(max=probs.shape[-1] - 1)
-    # never land on a zeroed (cut) entry: step back to the last kept one
-    kept = (sorted_p > 0).sum(dim=-1) - 1
-    idx = torch.minimum(idx, kept)
+    probs = torch.softmax(logits.float() / temperature, dim=-1)
+    V = probs.shape[-1]
+    if top_p >= 1.0:
+        return _inverse_cdf_blocked(probs, u)
+    probs = probs.double()
+    k = min(V, top_k_first)
+    vals, order = torch.topk(probs, k, dim=-1, sorted=True)
+    short = vals.sum(dim=-1) < top_p  # rows whose nucleus may reach beyond the top k
+    if short.any():
+        full_vals, full_order = torch.sort(probs[short], dim=-1, descending=True, stable=True)
+        out = torch.empty(probs.shape[0], dtype=torch.long, device=probs.device)
+        out[short] = _nucleus(full_vals, full_order, u[short], top_p)
+        if (~short).any():
+            out[~short] = _nucleus(vals[~short], order[~short], u[~short], top_p)
+        return out
+    return _nucleus(vals, order, u, top_p)
+
+
+def _inverse_cdf_blocked(probs: torch.Tensor, u: torch.Tensor, block: int = 256) -> torch.Tensor:
+    """First token (in id order) whose cumulative probability exceeds u × total, found in two levels:
+    the block of ``block`` ids by the cumulative block sums, then the token inside it (float64 sums)."""
+    B, V = probs.shape
+    nb = -(-V // block)
+    padded = (probs if nb * block == V else torch.nn.functional.pad(probs, (0, nb * block - V))).view(B, nb, block)
+    sums = padded.sum(dim=-1, dtype=torch.float64)
+    cum_blocks = sums.cumsum(dim=-1)
+    target = u.to(torch.float64) * cum_blocks[:, -1]
+    b = _first_above(cum_blocks, target[:, None], sums)
+    before = torch.where(b > 0, cum_blocks.gather(1, (b - 1).clamp(min=0)[:, None])[:, 0], torch.zeros_like(target))
+    inner = padded[torch.arange(B), b].double()
+    j = _first_above(inner.cumsum(dim=-1), (target - before)[:, None], inner)
+    return (b * block + j).clamp(max=V - 1)
+
+
+def _nucleus(sorted_p: torch.Tensor, order: torch.Tensor, u: torch.Tensor, top_p: float) -> torch.Tensor:
+    keep = (sorted_p.cumsum(dim=-1) - sorted_p) < top_p
+    kept = sorted_p * keep
+    cum = kept.cumsum(dim=-1)
+    idx = _first_above(cum, u.to(cum.dtype)[:, None] * cum[:, -1:], kept)
     return order.gather(1, idx[:, None])[:, 0]
+
+
+def _first_above(cum: torch.Tensor, target: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
+    """Index of the first entry with cum > target, never one of probability 0 (rounding guard)."""
+    idx = (cum <= target).sum(dim=-1).clamp(max=cum.shape[-1] - 1)
+    last_nonzero = cum.shape[-1] - 1 - torch.flip(p > 0, dims=[-1]).int().argmax(dim=-1)
+    return torch.minimum(idx, last_nonzero)
 
 
 class KeyedSampler:

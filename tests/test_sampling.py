@@ -27,6 +27,16 @@ def test_choose_tokens_inverse_cdf_by_hand():
     assert choose_tokens(logits, u, 0.0, 1.0).tolist() == [0, 0, 0]
 
 
+def test_top_k_shortcut_equals_the_full_sort():
+    torch.manual_seed(0)
+    logits = torch.randn(64, 5000) * 3
+    u = torch.from_numpy(uniforms(np.arange(64, dtype=np.uint64), 0))
+    for p in (0.5, 0.9, 0.999):
+        fast = choose_tokens(logits, u, 0.8, p, top_k_first=16)
+        full = choose_tokens(logits, u, 0.8, p, top_k_first=5000)
+        assert torch.equal(fast, full)
+
+
 def test_sample_frequencies_match_temperature():
     logits = torch.log(torch.tensor([[0.7, 0.2, 0.1]])).repeat(20000, 1)
     u = torch.from_numpy(uniforms(np.arange(20000, dtype=np.uint64), 0))
