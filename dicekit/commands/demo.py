@@ -7,7 +7,8 @@ The embedded default, end to end, offline, on CPU:
 2. run the DICE rounds with ``run_round`` into ``DIR`` (π_0 → π_1 → π_2), with the round diagnostic
    (implicit reward vs the oracle on the policy's own samples) switched on;
 3. ablations, unless ``--no-ablations``: the same rounds with α = 0 (no length regularisation) in
-   ``DIR/ablations/alpha0`` and with γ = 1 (offline pairs only) in ``DIR/ablations/offline_only``;
+   ``DIR/ablations/alpha0`` and with γ = 1 (offline pairs only) in ``DIR/ablations/offline_only``,
+   and the oracle-pairs control of round 1 in ``DIR/controls/oracle_pairs`` (dicekit.world.control);
 4. evaluate every model on the held-out eval prompts (dicekit.world.evaluate): oracle win rate
    against the fixed reference responses (+ LC win rate), mean length, mean true quality, and the
    implicit reward's accuracy on held-out pairs against the annotators and against the oracle;
@@ -83,7 +84,7 @@ def run_demo(out: Path, seed: int = 0, rounds: int = 2, scale: str = "full", abl
     from dicekit import rundir
     from dicekit.progress import say
     from dicekit.round import run_round
-    from dicekit.world import demo_eval, recipe
+    from dicekit.world import control, demo_eval, recipe
 
     import torch
 
@@ -104,17 +105,21 @@ def run_demo(out: Path, seed: int = 0, rounds: int = 2, scale: str = "full", abl
             say(f"demo: {label}, round {t} of {rounds}", quiet)
             run_round(cfg, t)
         timings[f"rounds_s ({label})"] = round(time.time() - t0, 1)
+    to_eval = [(label, name, model, ref) for label, run_dir in runs.items()
+               for name, (model, ref) in models_of(run_dir, world, rounds).items()
+               if label == "DICE" or name not in ("π_-1", "π_0")]  # π_-1, π_0 are shared with the main run
+    if ablations:
+        t0 = time.time()
+        say("demo: oracle-pairs control (round 1 with the oracle as ranker)", quiet)
+        ctrl = control.run_oracle_control(out, cfgs["DICE"], seed)
+        to_eval.append((demo_eval.CONTROL, "π_1", str(ctrl / "model"), str(world.pi_0)))
+        timings["control_s"] = round(time.time() - t0, 1)
     t0 = time.time()
-    evaluated = {}
-    for label, run_dir in runs.items():
-        for name, (model, ref) in models_of(run_dir, world, rounds).items():
-            if label != "DICE" and name in ("π_-1", "π_0"):
-                continue  # shared with the main run
-            folder = demo_eval.eval_dir(out, label, name)
-            cfg = cfgs[label]
-            demo_eval.evaluate_model(model, ref, world, folder, seed=seed, temperature=cfg.temperature, top_p=cfg.top_p,
-                                     samples=EVAL_SAMPLES, max_new_tokens=cfg.max_new_tokens, quiet=quiet)
-            evaluated[(label, name)] = folder
+    cfg = cfgs["DICE"]
+    for label, name, model, ref in to_eval:
+        demo_eval.evaluate_model(model, ref, world, demo_eval.eval_dir(out, label, name), seed=seed,
+                                 temperature=cfg.temperature, top_p=cfg.top_p, samples=EVAL_SAMPLES,
+                                 max_new_tokens=cfg.max_new_tokens, quiet=quiet)
     demo_eval.write_round_evals(out, runs, rounds)
     demo_eval.copy_world_files(world, out)
     timings["eval_s"] = round(time.time() - t0, 1)
@@ -141,8 +146,8 @@ def main(argv: list[str]) -> int:
     p.add_argument("--seed", type=int, default=0, help="seed of the world, the models and the rounds (default 0)")
     p.add_argument("--rounds", type=int, default=2, help="DICE rounds (default 2)")
     p.add_argument("--scale", choices=("full", "ci"), default="full",
-                   help="full (default) or ci: a reduced size that checks the pipeline in about a minute")
-    p.add_argument("--no-ablations", action="store_true", help="skip the α = 0 and γ = 1 runs")
+                   help="full (default) or ci: a reduced size that checks the pipeline in well under a minute")
+    p.add_argument("--no-ablations", action="store_true", help="skip the α = 0 and γ = 1 runs and the oracle-pairs control")
     p.add_argument("--quiet", action="store_true", help="no progress bars or stage summaries")
     args = p.parse_args(argv)
     if args.rounds < 1:

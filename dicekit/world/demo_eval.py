@@ -36,8 +36,20 @@ def slug(name: str) -> str:
     return _SLUG.get(name, name.replace("π_", "pi_"))
 
 
+CONTROL = "control: oracle pairs"
+
+
+def run_folder(out: Path, label: str) -> Path:
+    """The folder of a run of the demo: "DICE" (the main run), "DICE <ablation>", or the control."""
+    if label == "DICE":
+        return out
+    if label == CONTROL:
+        return out / "controls" / "oracle_pairs"
+    return out / "ablations" / label.split()[1]
+
+
 def eval_dir(out: Path, label: str, name: str) -> Path:
-    base = out if label == "DICE" or name in ("π_-1", "π_0") else out / "ablations" / label.split()[1]
+    base = out if name in ("π_-1", "π_0") else run_folder(out, label)
     return base / "evals" / slug(name)
 
 
@@ -143,6 +155,8 @@ def summarize_demo(out: Path, runs: dict[str, Path], rounds: int) -> dict:
         names = ["π_-1", "π_0"] if label == "DICE" else []
         for name in names + [f"π_{t}" for t in range(1, rounds + 1)]:
             models.append({"run": label, "model": name, **model_numbers(eval_dir(out, label, name))})
+    if (run_folder(out, CONTROL) / "evals" / "pi_1" / "outputs.jsonl").exists():
+        models.append({"run": CONTROL, "model": "π_1", **model_numbers(eval_dir(out, CONTROL, "π_1"))})
     own = [{"run": label, **own_sample_row(run_dir, t)} for label, run_dir in runs.items() for t in range(1, rounds + 1)]
     return {
         "Models on the held-out eval prompts (judge: the world oracle; reference: fixed world responses)": models,
@@ -158,7 +172,9 @@ NOTES = (
     "oracle's mean score in [0, 1]. Reward accuracy: the implicit reward of π_t against π_{t-1} on held-out "
     "pairs of π_-1 samples, against the annotators' label and against the oracle (oracle ties left out). "
     "Own-sample agreement: over pairs of one prompt's K round samples with different oracle quality, the "
-    "fraction the length-regularised implicit reward orders like the oracle (0.5 = chance). The "
+    "fraction the length-regularised implicit reward orders like the oracle (0.5 = chance). The oracle-pairs "
+    "control is round 1 retrained with pairs picked by the oracle from the same samples (dicekit.world.control): "
+    "what a perfect ranker would have given. The "
     "length-controlled win rate is not shown: alpaca_eval's GLM needs a per-instruction difficulty, which "
     "the world does not have, and without it the fit collapses to 50% for every model."
 )

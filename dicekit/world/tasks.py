@@ -47,11 +47,12 @@ CATEGORIES: dict[str, tuple[str, ...]] = {
 CATEGORY_OF = {w: c for c, ws in CATEGORIES.items() for w in ws}
 NOUNS: tuple[str, ...] = tuple(w for ws in CATEGORIES.values() for w in ws)
 
+# 12 pairs: with 20 the SFT model's sampled "opposite" quality swung between 0.29 and 0.55 across
+# seeds at the recipe's step budget (the other families were stable); fewer facts to memorise.
 _ANTONYM_PAIRS = (
     ("hot", "cold"), ("big", "small"), ("fast", "slow"), ("high", "low"), ("long", "short"),
-    ("early", "late"), ("happy", "sad"), ("wet", "dry"), ("hard", "soft"), ("loud", "quiet"),
-    ("rich", "poor"), ("young", "old"), ("full", "empty"), ("thick", "thin"), ("strong", "weak"),
-    ("open", "closed"), ("clean", "dirty"), ("deep", "shallow"), ("wide", "narrow"), ("light", "dark"),
+    ("happy", "sad"), ("wet", "dry"), ("hard", "soft"), ("loud", "quiet"), ("rich", "poor"),
+    ("young", "old"), ("full", "empty"),
 )
 OPPOSITE = {a: b for a, b in _ANTONYM_PAIRS} | {b: a for a, b in _ANTONYM_PAIRS}
 ADJECTIVES: tuple[str, ...] = tuple(w for pair in _ANTONYM_PAIRS for w in pair)

@@ -61,6 +61,10 @@ def test_run_folder_follows_the_contract(demo_run):
     alpha0 = yaml.safe_load((runs[1] / "round_1" / "config.yaml").read_text())
     offline_only = pd.read_parquet(runs[2] / "round_1" / "pairs.parquet")
     assert alpha0["alpha"] == 0.0 and set(offline_only["source"]) == {"offline"}
+    control = pd.read_parquet(demo_run / "controls" / "oracle_pairs" / "pairs.parquet")
+    assert (control.loc[control["source"] == "generated", "chosen_quality"]
+            > control.loc[control["source"] == "generated", "rejected_quality"]).all()
+    assert (demo_run / "controls" / "oracle_pairs" / "model" / "model.safetensors").is_file()
     assert (demo_run / "report" / "report.md").is_file()
     report = (demo_run / "report" / "report.md").read_text()
     assert "own samples" in report and "π_2" in report
@@ -83,6 +87,7 @@ def test_every_number_in_the_table_comes_from_the_files(demo_run):
             assert all(_same(a[k], b[k]) for k in a), (title, a, b)
     models = saved[next(iter(saved))]
     assert [(m["run"], m["model"]) for m in models][:4] == [("DICE", "π_-1"), ("DICE", "π_0"), ("DICE", "π_1"), ("DICE", "π_2")]
+    assert (models[-1]["run"], models[-1]["model"]) == (demo_eval.CONTROL, "π_1")
     # one number by hand: π_1's win rate is the mean of (preference − 1) over its outputs.jsonl
     rows = [json.loads(x) for x in (demo_run / "evals" / "pi_1" / "outputs.jsonl").read_text().splitlines()]
     assert models[2]["win_rate"] == pytest.approx(100 * sum(r["preference"] - 1 for r in rows) / len(rows))
