@@ -50,7 +50,10 @@ def parse_prompt(prompt: str) -> Task:
             if c1 in CATEGORIES and c2 in CATEGORIES and c1 != c2:
                 return Task("combo", text, category=c1, n=int(m.group(1)), category2=c2, n2=int(m.group(3)))
         else:
-            return Task(family, text, words=_words(m.group(1)))
+            words = _words(m.group(1))
+            known = OPPOSITE if family == "opposite" else CATEGORY_OF
+            if words and all(w in known for w in words):
+                return Task(family, text, words=words)
     raise ValueError(f"not a prompt of the task world: {prompt[:80]!r}")
 
 

@@ -130,3 +130,15 @@ def test_oracle_judge_preferences():
              Comparison(p, "saw, rake.", "Sure! rake, saw."), Comparison("Tell me a joke.", "a", "b")]
     assert judge.judge(items) == [2.0, 1.0, 1.5, None]
     assert judge.name
+
+
+def test_prompt_with_words_outside_the_world_is_not_a_world_prompt():
+    import pytest
+
+    from dicekit.world.judge import OracleJudge
+    from dicekit.evals.judges import Comparison
+    from dicekit.world.oracle import quality
+
+    with pytest.raises(ValueError):
+        quality("Give the opposite of each word: closed, hot.", "open, cold")
+    assert OracleJudge().judge([Comparison("Give the opposite of each word: closed.", "a", "b")]) == [None]
