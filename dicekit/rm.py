@@ -73,18 +73,6 @@ def _quiet_loading():
         logging.set_verbosity(level)
 
 
-def _log_callback(path: Path):
-    from transformers import TrainerCallback
-
-    class JsonlLog(TrainerCallback):
-        def on_log(self, args, state, control, logs=None, **kwargs):
-            if logs and state.is_world_process_zero:
-                with path.open("a") as f:
-                    f.write(json.dumps({"step": state.global_step, "epoch": state.epoch, **logs}) + "\n")
-
-    return JsonlLog()
-
-
 def train_rm(model_spec: str, pairs: pd.DataFrame, out_dir: str | Path, cfg: RMConfig = RMConfig()) -> dict:
     """Train a scalar RM from ``model_spec`` on ``pairs`` (prompt/chosen/rejected, a load_pairs frame);
     save it (safetensors + tokenizer + ``dicekit_rm.json``) to ``out_dir`` atomically, with the
@@ -122,8 +110,10 @@ def train_rm(model_spec: str, pairs: pd.DataFrame, out_dir: str | Path, cfg: RMC
         use_cpu=not torch.cuda.is_available(), seed=cfg.seed, data_seed=cfg.seed, disable_tqdm=cfg.quiet,
         center_rewards_coefficient=None,
     )
+    from dicekit.train import jsonl_log_callback
+
     trainer = RewardTrainer(model=model, args=args, train_dataset=ds, processing_class=tok,
-                            callbacks=[_log_callback(log)])
+                            callbacks=[jsonl_log_callback(log)])
     from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
     class StepBar(ProgressCallback):  # a step bar, but the per-step dicts go to train_log.jsonl only

@@ -76,7 +76,8 @@ def _trainer_class():
     return TokenDPOTrainer
 
 
-def _log_callback(path: Path):
+def jsonl_log_callback(path: Path):
+    """A TrainerCallback appending each logged dict (with step and epoch) to ``path`` (rank 0 only)."""
     from transformers import TrainerCallback
 
     class JsonlLog(TrainerCallback):
@@ -172,7 +173,7 @@ def train_dpo(policy: str, rows: pd.DataFrame, out_dir: str | Path, cfg: TrainCo
     # lr ≈ 5e-7 are not rounded away as they would be on bf16 weights
     model, tok = load_model(policy, dtype="float32")
     trainer = _trainer_class()(model=model, args=args, train_dataset=ds, processing_class=tok,
-                               callbacks=[_log_callback(tmp_log)])
+                               callbacks=[jsonl_log_callback(tmp_log)])
     _quiet_trainer(trainer, cfg.quiet)
     result = trainer.train()
     # every rank takes part in saving (ZeRO-3 / FSDP gather the weights); rank 0 renames into place
