@@ -73,16 +73,12 @@ class Comparisons:
     diffs: dict  # ranker name -> np.ndarray of score(b) - score(a)
 
 
-def _sample_rows(samples: pd.DataFrame, unit: str):
-    valid = samples[samples["valid"]].reset_index(drop=True)
-    length = valid["n_chars" if unit == "chars" else "n_tokens"].to_numpy(dtype=np.float64)
-    return valid, length
-
-
 def selected_pairs(samples: pd.DataFrame, alpha: float, unit: str) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(rejected rows, chosen rows) of the best-vs-worst pairs at α, kept ones only."""
-    valid, length = _sample_rows(samples, unit)
-    groups = P.pack(valid["prompt_id"].to_numpy(), valid["sample_id"].to_numpy(), valid["reward"].to_numpy(), length)
+    """(rejected rows, chosen rows) of the best-vs-worst pairs at α, kept ones only — the same
+    selection as the round's (dicekit.round.pack_valid: identical responses are degenerate)."""
+    from dicekit.round import pack_valid
+
+    valid, groups = pack_valid(samples, unit)
     sel = P.select(groups, alpha)
     g = np.flatnonzero(sel.keep)
     return (valid.iloc[groups.row[g, sel.rejected_col[g]]].reset_index(drop=True),
@@ -109,15 +105,12 @@ def _subsample(a: pd.DataFrame, b: pd.DataFrame, n: int | None, seed: int):
     return a.iloc[keep].reset_index(drop=True), b.iloc[keep].reset_index(drop=True)
 
 
-def _length(df: pd.DataFrame, unit: str) -> np.ndarray:
-    return df["n_chars" if unit == "chars" else "n_tokens"].to_numpy(dtype=np.float64)
-
-
 def diagnose_samples(samples: pd.DataFrame, judge, *, alpha_star: float, unit: str = "chars",
                      max_pairs: int | None = 200, seed: int = 0, cache=None) -> dict:
     """The diagnostic for one round's samples (see module docstring). ``judge``: a PairwiseJudge."""
     from dicekit.evals.alpaca import annotate
     from dicekit.evals.judges import Comparison
+    from dicekit.round import sample_lengths
 
     sets = {}
     for name, alpha in (("pairs_alpha_star", alpha_star), ("pairs_alpha_0", 0.0)):
@@ -140,7 +133,7 @@ def diagnose_samples(samples: pd.DataFrame, judge, *, alpha_star: float, unit: s
     for k, (name, (a, b)) in enumerate(sets.items()):
         p = [pref[where[Comparison(pa, ra, rb)]] for pa, ra, rb in zip(a["prompt"], a["response"], b["response"])]
         reward_diff = b["reward"].to_numpy() - a["reward"].to_numpy()
-        length_diff = _length(b, unit) - _length(a, unit)
+        length_diff = sample_lengths(b, unit) - sample_lengths(a, unit)
         lr_diff = reward_diff - alpha_star * length_diff
         rankers = {
             "pairs_alpha_star": {"implicit_reward": lr_diff},  # the score that selected them

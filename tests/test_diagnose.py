@@ -33,6 +33,7 @@ def samples_table(reward_of, n_prompts=60, k=8, seed=0):
             length = int(rng.integers(10, 200))
             text = f"q={q} " + "x" * length
             rows.append({"prompt_id": f"p{p}", "sample_id": s, "prompt": f"prompt {p}", "response": text,
+                         "response_ids": [ord(ch) for ch in text],
                          "n_chars": len(text), "n_tokens": length, "valid": True, "quality": q})
     df = pd.DataFrame(rows)
     df["reward"] = reward_of(df)
