@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 
 from dicekit import rundir
+from dicekit import pairs as P
 from dicekit.world import metrics
 from dicekit.world.judge import OracleJudge
 from dicekit.world.oracle import quality
@@ -133,8 +134,14 @@ def own_sample_diagnostics(samples: pd.DataFrame, alpha: float = 0.0, length_col
     q = np.array([quality(p, r) for p, r in zip(df["prompt"], df["response"])])
     score = df["reward"].to_numpy(float) - alpha * df[length_col].to_numpy(float)
     agree, n = metrics.pair_agreement(df["prompt_id"], score, q)
-    bw = metrics.best_worst(df["prompt_id"], score)
-    qb, qw = q[bw["best"].to_numpy(int)], q[bw["worst"].to_numpy(int)]
+    # DICE's own choice of pairs (dicekit.pairs, as the round makes it)
+    groups = P.pack(df["prompt_id"].to_numpy(), df["sample_id"].to_numpy(), df["reward"].to_numpy(float),
+                    df[length_col].to_numpy(float))
+    sel = P.select(groups, alpha)
+    g = np.flatnonzero(sel.keep)
+    best, worst = groups.row[g, sel.chosen_col[g]], groups.row[g, sel.rejected_col[g]]
+    bw = pd.DataFrame({"group": groups.prompt_index[g], "best": best, "worst": worst})
+    qb, qw = q[best], q[worst]
     mean_q = pd.Series(q).groupby(df["prompt_id"]).mean()
     untied = qb != qw
     return {

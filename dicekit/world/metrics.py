@@ -58,13 +58,3 @@ def within_group_corr(group, x, y) -> float:
     dy = df["y"] - df.groupby("g")["y"].transform("mean")
     denom = float(np.sqrt((dx**2).sum() * (dy**2).sum()))
     return float((dx * dy).sum() / denom) if denom > 0 else float("nan")
-
-
-def best_worst(group, score) -> pd.DataFrame:
-    """Index of the argmax and argmin ``score`` per group (first on ties), as DICE picks its pairs."""
-    df = pd.DataFrame({"g": np.asarray(group), "s": np.asarray(score, float)})
-    rows = []
-    for g, sub in df.groupby("g", sort=False):
-        if len(sub) >= 2:
-            rows.append({"group": g, "best": sub["s"].idxmax(), "worst": sub["s"].idxmin()})
-    return pd.DataFrame(rows, columns=["group", "best", "worst"])
