@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test test-slow test-vllm smollm2 browser bench clean-venv
+.PHONY: demo test test-slow test-vllm test-deepspeed smollm2 browser bench clean-venv
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -38,6 +38,17 @@ test-vllm:
 	-$(VLLM_ENV)/bin/pip uninstall -q -y torchvision torchaudio torchcodec
 	$(VLLM_ENV)/bin/pip install -q -e '.[test]'
 	$(VLLM_ENV)/bin/pytest -q -m slow tests/test_vllm_backend.py -rs
+
+# DeepSpeed ZeRO-3 on 2 CPU processes (gloo), in its own environment: deepspeed 0.19.8 is an sdist that
+# builds against the installed torch (no build isolation, so pip cannot fetch another torch); its CPU
+# communication op is JIT-compiled (g++, ninja) on first use, ~1 min, then cached.
+DS_ENV ?= .venv-deepspeed
+test-deepspeed:
+	test -x $(DS_ENV)/bin/python || $(PYTHON) -m venv $(DS_ENV)
+	$(DS_ENV)/bin/pip install -q "torch==2.13.0"
+	$(DS_ENV)/bin/pip install -q "torch==2.13.0" -e '.[test]' setuptools wheel
+	DS_BUILD_OPS=0 $(DS_ENV)/bin/pip install -q --no-build-isolation "torch==2.13.0" "deepspeed==0.19.8"
+	DS_ACCELERATOR=cpu $(DS_ENV)/bin/pytest -q -m slow tests/test_sharded_training.py -rs
 
 bench: $(BIN)/.installed
 	$(BIN)/python benchmarks/alpha_search.py

@@ -141,6 +141,58 @@ def dpo_args(cfg: TrainConfig, output_dir: str, n_rows: int, world_size: int = 1
     )
 
 
+def _deepspeed_fp32_state_dict(trainer) -> dict | None:
+    """The fp32 master weights of a DeepSpeed-trained model, gathered from the optimizer's partitions.
+
+    A collective: every rank must call it. Returns the full state dict on the main process and an
+    empty dict elsewhere, or None when some trainable parameter has no fp32 master copy (no ZeRO
+    optimizer), in which case the caller falls back to Trainer.save_model."""
+    import torch
+    from deepspeed.utils import safe_get_full_fp32_param
+
+    model = trainer.accelerator.unwrap_model(trainer.model_wrapped)
+    main = trainer.accelerator.is_main_process
+    params = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    if any(not hasattr(p, "ds_id") and not hasattr(p, "_hp_mapping") for _, p in params):
+        return None
+    fp32 = {}
+    for name, p in params:
+        full = safe_get_full_fp32_param(p)  # all-gather (ZeRO-3) / all-reduce (ZeRO-1/2) on every rank
+        if main:
+            fp32[name] = full.detach().to("cpu", torch.float32).clone()
+    # frozen parameters: gathered (ZeRO-3, again on every rank) as the model holds them
+    import deepspeed
+
+    rest = [(n, p) for n, p in model.named_parameters() if not p.requires_grad]
+    with deepspeed.zero.GatheredParameters([p for _, p in rest], modifier_rank=None):
+        if main:
+            fp32.update({n: p.detach().to("cpu").clone() for n, p in rest})
+    if not main:
+        return {}
+    for n, b in model.named_buffers():
+        fp32.setdefault(n, b.detach().to("cpu").clone())
+    keys = set(model.state_dict().keys())
+    return {k: (v.float() if v.is_floating_point() else v) for k, v in fp32.items() if k in keys}
+
+
+def _save_model(trainer, out: Path) -> None:
+    """Save π_t as safetensors loadable by from_pretrained, from fp32 weights, only rank 0 writing.
+
+    DDP and FSDP (FULL_STATE_DICT) go through Trainer.save_model, which gathers the full state dict on
+    rank 0. Under DeepSpeed, Trainer.save_model saves ZeRO-3's consolidated 16-bit copy (bf16 under
+    bf16 mixed precision, losing updates below half a bf16 step) or, without
+    ``stage3_gather_16bit_weights_on_model_save``, a DeepSpeed checkpoint that from_pretrained cannot
+    read; the fp32 master weights are gathered from the ZeRO optimizer instead."""
+    state = None
+    if getattr(trainer, "is_deepspeed_enabled", False):
+        state = _deepspeed_fp32_state_dict(trainer)
+    if state is None:
+        trainer.save_model(str(out))
+    elif trainer.accelerator.is_main_process:
+        model = trainer.accelerator.unwrap_model(trainer.model_wrapped)
+        model.save_pretrained(str(out), state_dict=state)
+
+
 def train_dpo(policy: str, rows: pd.DataFrame, out_dir: str | Path, cfg: TrainConfig, log_path: str | Path,
               work_dir: str | Path) -> dict:
     """Train π_t from ``policy`` on ``rows`` (TRAIN_COLUMNS) and save it to ``out_dir`` atomically.
@@ -178,10 +230,15 @@ def train_dpo(policy: str, rows: pd.DataFrame, out_dir: str | Path, cfg: TrainCo
     result = trainer.train()
     # every rank takes part in saving (ZeRO-3 / FSDP gather the weights); rank 0 renames into place
     staged = work_dir / "model"
-    trainer.save_model(str(staged))
+    _save_model(trainer, staged)
     trainer.accelerator.wait_for_everyone()
     if not dist.is_main():
         return {}
+    if not any((staged / f).is_file() for f in ("model.safetensors", "model.safetensors.index.json")):
+        from dicekit.errors import UserError
+
+        raise UserError(f"{staged}: the trained model was not saved as safetensors (under FSDP, set "
+                        "fsdp_state_dict_type: FULL_STATE_DICT in the accelerate config)")
     tok.save_pretrained(str(staged))
     out_dir = Path(out_dir)
     if out_dir.exists():
