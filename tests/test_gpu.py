@@ -43,7 +43,7 @@ def batch(gworld):
     keys = [sample_key(0, 1, pid, k) for pid in prompts["prompt_id"] for k in range(2)]
     out = _generate_batch(model, int(tok.pad_token_id), stop_token_ids(model, tok), p_ids, keys,
                           max_new_tokens=24, temperature=1.0, top_p=1.0)
-    return p_ids, [r for r, _ in out]
+    return p_ids, [r for r, _, _ in out]
 
 
 def _scores(spec, dtype, device, p_ids, r_ids):

@@ -77,3 +77,45 @@ def test_samples_do_not_depend_on_batch_composition(tiny_world, tmp_path):
             assert ids[-1] in stops and not set(ids[:-1]) & set(stops)
         else:
             assert len(ids) == 12 and not set(ids) & set(stops)
+
+
+def test_hf_sampler_logp_equals_the_scorer(tiny_world, tmp_path):
+    """logp_sampler (the log-probs the keyed draw read off the raw logits, left-padded batch with a KV
+    cache) equals dicekit's scorer on the same IDs, for finished and truncated samples alike."""
+    from dicekit.generate import generate_samples
+    from dicekit.score import score_sequences
+
+    model, tok = load_model(tiny_world["policy"])
+    stops = stop_token_ids(model, tok)
+    prompts = pd.DataFrame({"prompt_id": ["a", "b", "c"], "prompt": ["red cat", "one two three", "sun"]})
+    prompts["prompt_ids"] = [prompt_ids(tok, p) for p in prompts["prompt"]]
+    out = generate_samples(model, tok, stops, prompts, tmp_path / "g", seed=5, round_=1, samples_per_prompt=4,
+                           max_new_tokens=6, temperature=1.0, top_p=0.9, batch_size=12, quiet=True)
+    assert set(out.finish_reason) == {"stop", "length"}  # both kinds are checked
+    want = score_sequences(model, list(out.prompt_ids), list(out.response_ids))
+    got = out.logp_sampler.to_numpy()
+    assert np.isfinite(got).all() and np.abs(got - want).max() < 1e-4
+    assert np.abs(got - want).max() < 1e-3 * np.abs(want).min()  # not a coincidence of tiny values
+
+
+def test_identical_samples_are_scored_once(tiny_world):
+    """Repeated (prompt, response) sequences get the same values as when scored apart, and the
+    decoder sees each only once."""
+    from dicekit.score import score_sequences
+
+    model, tok = load_model(tiny_world["policy"])
+    p = prompt_ids(tok, "red cat")
+    a = tok("blue dog", add_special_tokens=False)["input_ids"] + [tok.eos_token_id]
+    b = tok("a big tree", add_special_tokens=False)["input_ids"] + [tok.eos_token_id]
+    seen = []
+    hook = model.get_input_embeddings().register_forward_hook(lambda m, i, o: seen.append(i[0].numel()))
+    try:
+        total, per_tok = score_sequences(model, [p] * 4, [a, b, a, a], per_token=True)
+        once = sum(seen)
+        seen.clear()
+        alone = [score_sequences(model, [p], [r])[0] for r in (a, b)]
+    finally:
+        hook.remove()
+    assert np.allclose(total, [alone[0], alone[1], alone[0], alone[0]], atol=1e-5)
+    assert [len(x) for x in per_tok] == [len(a), len(b), len(a), len(a)] and np.allclose(per_tok[3], per_tok[0])
+    assert once <= len(p) + 2 * max(len(a), len(b))  # the prompt once, two distinct responses (padded)

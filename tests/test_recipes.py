@@ -192,3 +192,11 @@ def test_broken_accelerate_config_exits_2(tmp_path, capsys):
 def test_bad_flag_exits_2(capsys):
     rc, _, err = run(["check-recipe", str(RECIPES["zephyr-7b"] / "round.yaml"), "--mfu", "2"], capsys)
     assert rc == 2 and "--mfu" in err
+
+
+def test_check_recipe_assumes_the_scorers_gpu_batch():
+    """recipe_check keeps its own copy of the scorer's GPU batch size (it must not import torch)."""
+    from dicekit.recipe_check import GPU_TOKENS_PER_BATCH
+    from dicekit.score import GPU_TOKENS_PER_BATCH as scorer
+
+    assert GPU_TOKENS_PER_BATCH == scorer

@@ -106,6 +106,23 @@ def test_resume_after_sigkill_equals_uninterrupted(round_values, tmp_path):
     assert r.returncode == 0 and "nothing to do" in r.stderr
 
 
+def test_policy_logp_from_the_hf_sampler_equals_scoring(round_values, tmp_path):
+    """With ``policy_logp_from_sampler`` the HF round skips the forward under π_{t-1}: logp_policy is
+    the sampler's own log-probs, equal to the scorer's, and the round builds the same pairs."""
+    base = {**round_values, "max_steps": 1}
+    scored = run_round(build(RoundConfig, {**base, "run_dir": str(tmp_path / "scored")}, "t"))
+    reused = run_round(build(RoundConfig, {**base, "run_dir": str(tmp_path / "reused"),
+                                           "policy_logp_from_sampler": True}, "t"))
+    a, b = (pd.read_parquet(d / "samples.parquet") for d in (scored, reused))
+    assert [list(x) for x in a.response_ids] == [list(x) for x in b.response_ids]
+    v = a.valid.to_numpy()
+    assert v.sum() > 10 and np.abs(a.logp_policy[v] - b.logp_policy[v]).max() < 1e-4
+    assert np.allclose(b.logp_policy[v], b.logp_sampler[v])
+    pa, pb = (pd.read_parquet(d / "pairs.parquet") for d in (scored, reused))
+    cols = ["prompt_id", "source", "chosen_sample_id", "rejected_sample_id"]
+    pd.testing.assert_frame_equal(pa[cols], pb[cols])
+
+
 def _bad(tmp_path, round_values, capsys, **change):
     """Run the CLI in-process (same code path as the console script) and capture its exit and stderr."""
     from dicekit.cli import main

@@ -18,7 +18,8 @@ def build_parser():
     p.add_argument("--prompt-id", nargs="+", default=None, help="these prompts' samples")
     p.add_argument("--top", type=int, default=20, help="else: the N prompts with the largest pair reward margin")
     p.add_argument("--dtype", default="float32")
-    p.add_argument("--tokens-per-batch", type=int, default=16384)
+    p.add_argument("--tokens-per-batch", type=int, default=None,
+                   help="padded tokens per scoring batch (default: 16384 on a GPU, 1024 on a CPU)")
     p.add_argument("--quiet", action="store_true")
     return p
 

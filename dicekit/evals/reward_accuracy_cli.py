@@ -45,7 +45,8 @@ def build_parser():
     p.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples for the 95%% intervals")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--dtype", default="float32")
-    p.add_argument("--tokens-per-batch", type=int, default=16384)
+    p.add_argument("--tokens-per-batch", type=int, default=None,
+                   help="padded tokens per scoring batch (default: 16384 on a GPU, 1024 on a CPU)")
     p.add_argument("--out", help="write the result as JSON here")
     p.add_argument("--scores", help="write the per-pair scores (parquet) here")
     p.add_argument("--json", action="store_true", help="print one JSON object")
@@ -118,7 +119,7 @@ def parse_edges(text: str | None) -> list[float] | None:
 
 def evaluate(policy: str, reference: str, pairs: pd.DataFrame, *, alpha: float | None = None,
              length_unit: str = "chars", edges=None, rewardbench: bool = False, oracle: str | None = None,
-             n_boot: int = 1000, seed: int = 0, dtype: str = "float32", tokens_per_batch: int = 16384,
+             n_boot: int = 1000, seed: int = 0, dtype: str = "float32", tokens_per_batch: int | None = None,
              quiet: bool = True) -> tuple[dict, pd.DataFrame]:
     """(summary dict, per-pair scores) for ``pairs`` (a load_pairs frame)."""
     from dicekit.evals.reward_scoring import score_pairs

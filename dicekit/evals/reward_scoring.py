@@ -57,7 +57,7 @@ def check_same_vocab(tok, spec: str) -> None:
 
 
 def score_pairs(policy: str, reference: str, pairs: pd.DataFrame, *, length_unit: str = "chars",
-                dtype: str = "float32", tokens_per_batch: int = 16384, quiet: bool = True) -> pd.DataFrame:
+                dtype: str = "float32", tokens_per_batch: int | None = None, quiet: bool = True) -> pd.DataFrame:
     """``pairs`` plus, per side s ∈ {chosen, rejected}: ``s_logp_policy``, ``s_logp_ref``, ``s_reward``
     (implicit reward, nats), ``s_n_tokens`` (response tokens, end-of-turn included) and ``s_length``
     (``length_unit``: characters of the reply text, or tokens)."""
