@@ -92,11 +92,13 @@ def official_flops(model, prompts, responses) -> float:
                for p, r in zip(prompts, responses))
 
 
-def sampler_logp_seconds(n_tokens: int, vocab: int, batch: int) -> float:
-    """Time of the sampler's extra work for ``n_tokens`` drawn tokens: per decoding step of ``batch``
-    rows, log-softmax of the drawn token (gather − logsumexp over the vocabulary) on fp32 logits."""
+def sampler_logp_seconds(lengths: list[int], vocab: int, batch: int) -> float:
+    """Time of the sampler's extra work for responses of ``lengths`` generated ``batch`` rows at a time:
+    every decoding step of a batch (as many as its longest response; finished rows are still
+    computed) takes the drawn token's log-softmax (gather − logsumexp over the vocabulary) of fp32
+    logits for all its rows."""
+    steps = sum(max(lengths[lo : lo + batch]) for lo in range(0, len(lengths), batch))
     logits, tok = torch.randn(batch, vocab), torch.randint(0, vocab, (batch, 1))
-    steps = -(-n_tokens // batch)
     t0 = time.perf_counter()
     for _ in range(steps):
         (logits.gather(1, tok)[:, 0] - torch.logsumexp(logits, dim=-1)).double()
@@ -133,8 +135,8 @@ def main() -> None:
         ours.append(score_sequences(m, prompts, responses, tokens_per_batch=tpb, chunk_size=chunk))
         times.append(time.perf_counter() - t0)
     t_ours, t_ref = sum(times), times[1]
-    n_resp = sum(len(r) for r in responses)
-    t_sampler = sampler_logp_seconds(n_resp, policy.config.vocab_size, args.gen_batch)
+    by_prompt = sorted(range(len(prompts)), key=lambda i: (i % (len(prompts) // k), i))  # generation order
+    t_sampler = sampler_logp_seconds([len(responses[i]) for i in by_prompt], policy.config.vocab_size, args.gen_batch)
     peak = max(peak, matmul_gflops())  # the better of two readings, before and after
     err = max(float(np.abs(a - b).max()) for a, b in zip(ours, theirs))
     flops = 2 * needed_flops(policy, prompts, responses)

@@ -32,7 +32,8 @@ from dicekit.reward import implicit_reward
 from dicekit.progress import say
 
 _RESUME_IGNORED = {"quiet", "report_to", "alpha", "num_rounds", "diagnose", "diagnose_judge", "diagnose_judge_base_url",
-                   "diagnose_judge_api_key_env", "diagnose_max_pairs"}
+                   "diagnose_judge_api_key_env", "diagnose_max_pairs",
+                   "score_tokens_per_batch"}  # batch size: the same scores up to float rounding
 
 
 class _OneModel:
@@ -197,8 +198,8 @@ def _score_shards(cfg: RoundConfig, model, work: Path, name: str, column: str, s
                     miss = np.isnan(vals)
                     if miss.any():
                         if model is None:
-                            raise RuntimeError(f"{work / 'gen'}: shard {i} has samples without sampler log-probs; "
-                                               "set policy_logp_from_sampler: false")
+                            raise UserError(f"{work / 'gen' / path.name}: samples without sampler log-probs "
+                                            f"(written by an older dicekit?); delete {work / 'gen'} to sample again")
                         vals[miss] = score_sequences(model, list(v["prompt_ids"][miss]), list(v["response_ids"][miss]),
                                                      tokens_per_batch=cfg.score_tokens_per_batch)
                 elif model is None:

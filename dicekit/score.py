@@ -43,8 +43,8 @@ def _batches(lengths: np.ndarray, tokens_per_batch: int) -> list[np.ndarray]:
 
 
 # Batch sizes by device. A GPU wants large batches; on a CPU a batch-1 forward is already a
-# well-shaped matrix product, and batches of about a thousand tokens, whose activations stay in
-# cache, are the fastest (benchmarks/README, "Scoring").
+# well-shaped matrix product, and small batches, whose activations stay in cache, run faster than
+# large ones (1,024 vs 16,384 tokens: benchmarks/README, "Scoring").
 GPU_TOKENS_PER_BATCH, GPU_CHUNK = 16384, 1024
 CPU_TOKENS_PER_BATCH, CPU_CHUNK = 1024, 256
 
@@ -82,7 +82,7 @@ def score_sequences(model, prompt_ids: list, response_ids: list, *, tokens_per_b
                               tokens_per_batch=tokens_per_batch, chunk_size=chunk_size, per_token=per_token,
                               quiet=quiet, label=label, share_prompts=share_prompts)
         if per_token:
-            return got[0][where], [got[1][j] for j in where]
+            return got[0][where], [got[1][j].copy() for j in where]
         return got[where]
     return _score_unique(model, prompt_ids, response_ids, tokens_per_batch, chunk_size, per_token, quiet, label,
                          share_prompts)
@@ -161,7 +161,7 @@ def _score_shared(model, prompt: list[int], responses: list, index: list[int], t
     out = decoder(input_ids=torch.tensor([prompt], device=device), use_cache=True)
     cache, h_last = out.past_key_values, out.last_hidden_state[0, -1]
     lengths = np.array([len(r) for r in responses], dtype=np.int64)
-    for b in _batches(lengths, tokens_per_batch):  # the prompt is cached: a batch runs only response tokens
+    for b in _batches(lengths + P, tokens_per_batch):  # rows × (prompt + response): the attention and cache size
         R = int(lengths[b].max())
         ids = torch.zeros((len(b), R), dtype=torch.long)
         mask = torch.zeros((len(b), P + R), dtype=torch.long)

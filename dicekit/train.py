@@ -189,8 +189,29 @@ def _save_model(trainer, out: Path) -> None:
     if state is None:
         trainer.save_model(str(out))
     elif trainer.accelerator.is_main_process:
+        import torch
+
         model = trainer.accelerator.unwrap_model(trainer.model_wrapped)
         model.save_pretrained(str(out), state_dict=state)
+        # the model's own parameters may be bf16 (DeepSpeed casts them); the files hold fp32
+        cfg_path = out / "config.json"
+        conf = json.loads(cfg_path.read_text())
+        if conf.get("dtype", conf.get("torch_dtype")) not in (None, "float32"):
+            conf["dtype"] = str(torch.float32).removeprefix("torch.")
+            conf.pop("torch_dtype", None)
+            cfg_path.write_text(json.dumps(conf, indent=2, sort_keys=True) + "\n")
+
+
+def _check_fsdp_saves_full_state(trainer) -> None:
+    """π_t must be saved whole (from_pretrained-loadable safetensors): refuse, before training, an FSDP
+    set-up whose save would write shards instead."""
+    plugin = getattr(trainer.accelerator.state, "fsdp_plugin", None)
+    kind = str(getattr(plugin, "state_dict_type", "")) if plugin is not None else ""
+    if kind and "FULL_STATE_DICT" not in kind:
+        from dicekit.errors import UserError
+
+        raise UserError(f"accelerate config: fsdp_state_dict_type is {kind.split('.')[-1]}; dicekit saves π_t "
+                        "whole, set fsdp_state_dict_type: FULL_STATE_DICT")
 
 
 def train_dpo(policy: str, rows: pd.DataFrame, out_dir: str | Path, cfg: TrainConfig, log_path: str | Path,
@@ -227,9 +248,12 @@ def train_dpo(policy: str, rows: pd.DataFrame, out_dir: str | Path, cfg: TrainCo
     trainer = _trainer_class()(model=model, args=args, train_dataset=ds, processing_class=tok,
                                callbacks=[jsonl_log_callback(tmp_log)])
     _quiet_trainer(trainer, cfg.quiet)
+    _check_fsdp_saves_full_state(trainer)
+    staged = work_dir / "model"
+    if dist.is_main() and staged.exists():  # left by an interrupted attempt
+        shutil.rmtree(staged)
     result = trainer.train()
     # every rank takes part in saving (ZeRO-3 / FSDP gather the weights); rank 0 renames into place
-    staged = work_dir / "model"
     _save_model(trainer, staged)
     trainer.accelerator.wait_for_everyone()
     if not dist.is_main():

@@ -106,18 +106,32 @@ def test_resume_after_sigkill_equals_uninterrupted(round_values, tmp_path):
     assert r.returncode == 0 and "nothing to do" in r.stderr
 
 
-def test_policy_logp_from_the_hf_sampler_equals_scoring(round_values, tmp_path):
+def test_policy_logp_from_the_hf_sampler_equals_scoring(round_values, tmp_path, monkeypatch):
     """With ``policy_logp_from_sampler`` the HF round skips the forward under π_{t-1}: logp_policy is
     the sampler's own log-probs, equal to the scorer's, and the round builds the same pairs."""
-    base = {**round_values, "max_steps": 1}
+    import dicekit.score
+
+    scored_models = []
+    real = dicekit.score.score_sequences
+
+    def spy(model, *a, **k):
+        scored_models.append(model.config._name_or_path)
+        return real(model, *a, **k)
+
+    monkeypatch.setattr(dicekit.score, "score_sequences", spy)
+    base = {**round_values, "max_steps": 1, "replay_ratio": 0.0, "offline_data": None}
     scored = run_round(build(RoundConfig, {**base, "run_dir": str(tmp_path / "scored")}, "t"))
+    assert round_values["policy"] in scored_models  # the spy sees the scoring stage
+    scored_models.clear()
     reused = run_round(build(RoundConfig, {**base, "run_dir": str(tmp_path / "reused"),
                                            "policy_logp_from_sampler": True}, "t"))
+    assert scored_models and round_values["policy"] not in scored_models  # only π_{t-2} was scored
     a, b = (pd.read_parquet(d / "samples.parquet") for d in (scored, reused))
     assert [list(x) for x in a.response_ids] == [list(x) for x in b.response_ids]
     v = a.valid.to_numpy()
     assert v.sum() > 10 and np.abs(a.logp_policy[v] - b.logp_policy[v]).max() < 1e-4
-    assert np.allclose(b.logp_policy[v], b.logp_sampler[v])
+    assert np.array_equal(b.logp_policy[v], b.logp_sampler[v])
+    assert not np.array_equal(a.logp_policy[v], a.logp_sampler[v])  # scored: equal only up to rounding
     pa, pb = (pd.read_parquet(d / "pairs.parquet") for d in (scored, reused))
     cols = ["prompt_id", "source", "chosen_sample_id", "rejected_sample_id"]
     pd.testing.assert_frame_equal(pa[cols], pb[cols])

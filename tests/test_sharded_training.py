@@ -141,5 +141,8 @@ def test_zero3_bf16_saves_fp32_master_weights(round_values, tmp_path):
     assert flat.dtype == torch.float32
     # master weights carry updates finer than bf16 can hold: most of them are not bf16 values
     assert (flat != flat.bfloat16().float()).float().mean() > 0.5
+    # and config.json says so, so that loading with dtype="auto" keeps them fp32
+    conf = json.loads((multi / "model" / "config.json").read_text())
+    assert conf.get("dtype", conf.get("torch_dtype")) == "float32"
     # bf16 compute: the same training, not the same bits (measured 3.9e-3 here)
     _check_against_single(single, multi, tol=2e-2)

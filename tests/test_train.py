@@ -4,6 +4,7 @@ import json
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from dicekit.models import load_model, prompt_ids
 from dicekit.objectives import implicit_reward
@@ -45,3 +46,19 @@ def test_dpo_args_batch_and_warmup():
     args = dpo_args(TrainConfig(warmup_steps=50), "/tmp/x", 10)
     assert args.lr_scheduler_type.value == "constant_with_warmup" and args.warmup_steps == 50
     assert args.precompute_ref_log_probs and args.max_length is None
+
+
+def test_fsdp_that_would_save_shards_is_refused_before_training():
+    from types import SimpleNamespace
+
+    from dicekit.errors import UserError
+    from dicekit.train import _check_fsdp_saves_full_state
+
+    def trainer(kind):
+        plugin = None if kind is None else SimpleNamespace(state_dict_type=f"StateDictType.{kind}")
+        return SimpleNamespace(accelerator=SimpleNamespace(state=SimpleNamespace(fsdp_plugin=plugin)))
+
+    _check_fsdp_saves_full_state(trainer(None))  # not FSDP
+    _check_fsdp_saves_full_state(trainer("FULL_STATE_DICT"))
+    with pytest.raises(UserError, match="FULL_STATE_DICT"):
+        _check_fsdp_saves_full_state(trainer("SHARDED_STATE_DICT"))
