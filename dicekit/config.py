@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import types
 import typing
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -172,23 +172,29 @@ def build(cls, values: dict[str, Any], source: str):
     return cfg
 
 
+def read_yaml_mapping(path: str | Path, what: str = "config") -> dict:
+    """A YAML file holding a mapping (empty file: {}); a missing file, bad YAML (with its line) or
+    another top-level type is a UserError."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"{path}: {what} file not found")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as e:
+        line = getattr(getattr(e, "problem_mark", None), "line", None)
+        raise UserError(f"{path}{f':{line + 1}' if line is not None else ''}: invalid YAML") from None
+    if not isinstance(data, dict):
+        raise UserError(f"{path}: expected a mapping of key: value")
+    return data
+
+
 def load(cls, path: str | Path | None, overrides: list[str] | None = None, base: dict | None = None):
     """YAML file (optional) + ``key=value`` overrides -> frozen ``cls``."""
     values: dict[str, Any] = dict(base or {})
     source = "config"
     if path is not None:
-        path = Path(path)
         source = str(path)
-        if not path.is_file():
-            raise UserError(f"{path}: config file not found")
-        try:
-            data = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as e:
-            line = getattr(getattr(e, "problem_mark", None), "line", None)
-            raise UserError(f"{path}{f':{line + 1}' if line is not None else ''}: invalid YAML") from None
-        if not isinstance(data, dict):
-            raise UserError(f"{path}: expected a mapping of key: value")
-        values.update(data)
+        values.update(read_yaml_mapping(path))
     if overrides:
         values.update(parse_overrides(overrides))
         source += " (with overrides)" if path is not None else ""

@@ -37,7 +37,12 @@ def make_prompt_id(prompt) -> str:
     return "p-" + hashlib.sha1(prompt_key(prompt).encode()).hexdigest()[:12]
 
 
-def _read_jsonl(path: Path) -> list[tuple[int, dict]]:
+def read_jsonl_rows(path: str | Path) -> list[tuple[int, dict]]:
+    """(line number, object) for each non-blank line of a JSONL file; a malformed line is a UserError
+    naming the file and line."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"{path}: file not found")
     rows = []
     with path.open(encoding="utf-8") as f:
         for n, line in enumerate(f, 1):
@@ -53,12 +58,17 @@ def _read_jsonl(path: Path) -> list[tuple[int, dict]]:
     return rows
 
 
+def read_jsonl(path: str | Path) -> list[dict]:
+    """The objects of a JSONL file (see :func:`read_jsonl_rows`)."""
+    return [obj for _, obj in read_jsonl_rows(path)]
+
+
 def read_records(source: str, split: str = "train") -> tuple[list[tuple[int | None, dict]], str]:
     """Rows (with their line numbers where meaningful) and a label for messages."""
     path = Path(source)
     if path.is_file():
         if path.suffix == ".jsonl":
-            return _read_jsonl(path), str(path)
+            return read_jsonl_rows(path), str(path)
         if path.suffix == ".json":
             try:
                 data = json.loads(path.read_text(encoding="utf-8"))

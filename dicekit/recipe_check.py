@@ -156,15 +156,9 @@ def find_arch(info: dict) -> Arch | None:
 
 def read_accelerate(path: str) -> dict:
     """{strategy, num_processes, mixed_precision} of an accelerate config file."""
-    import yaml
+    from dicekit.config import read_yaml_mapping
 
-    p = Path(path)
-    if not p.is_file():
-        raise UserError(f"{path}: accelerate config not found")
-    try:
-        c = yaml.safe_load(p.read_text()) or {}
-    except yaml.YAMLError:
-        raise UserError(f"{path}: invalid YAML") from None
+    c = read_yaml_mapping(path, "accelerate config")
     kind = c.get("distributed_type")
     if kind == "MULTI_GPU":
         strategy = "ddp"

@@ -63,6 +63,11 @@ def write_json(path: str | Path, obj: Any) -> Path:
     return write_text(path, json.dumps(obj, indent=2, sort_keys=False, default=_json_default) + "\n")
 
 
+def write_jsonl(path: str | Path, rows) -> Path:
+    """One JSON object per line, written atomically."""
+    return write_text(path, "".join(json.dumps(r, ensure_ascii=False, default=_json_default) + "\n" for r in rows))
+
+
 def write_yaml(path: str | Path, obj: Any) -> Path:
     return write_text(path, yaml.safe_dump(obj, sort_keys=False))
 

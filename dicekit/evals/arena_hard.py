@@ -19,13 +19,13 @@ model against the baseline from each judgment row's own ``model`` field.
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from dicekit.data import read_jsonl_rows
 from dicekit.errors import UserError, where
 from dicekit.evals.bradley_terry import Battles, bt_scores, style_features
 
@@ -63,20 +63,11 @@ def locate(spec: str) -> ArenaDir:
     raise UserError(f"{root}: no question.jsonl (expected an arena-hard-auto checkout or its data/{BENCH} folder)")
 
 
-def read_jsonl(path: Path, what: str) -> list[dict]:
+def read_jsonl(path: Path, what: str) -> list[tuple[int, dict]]:
+    """(line number, object) of a non-empty JSONL file (dicekit.data.read_jsonl_rows)."""
     if not path.is_file():
         raise UserError(f"{path}: {what} file not found")
-    rows = []
-    for i, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise UserError(f"{where(path, i)}: not valid JSON ({e.msg})") from None
-        if not isinstance(row, dict):
-            raise UserError(f"{where(path, i)}: not a JSON object")
-        rows.append(row)
+    rows = read_jsonl_rows(path)
     if not rows:
         raise UserError(f"{path}: the {what} file is empty")
     return rows
@@ -86,7 +77,7 @@ def load_questions(arena: ArenaDir) -> list[dict]:
     """[{question_id, prompt, category}] from question.jsonl (first turn)."""
     path = arena.data / "question.jsonl"
     out = []
-    for i, row in enumerate(read_jsonl(path, "question"), start=1):
+    for i, row in read_jsonl(path, "question"):
         try:
             out.append({"question_id": str(row["question_id"]), "prompt": row["turns"][0]["content"],
                         "category": row.get("category", "")})
@@ -98,7 +89,7 @@ def load_questions(arena: ArenaDir) -> list[dict]:
 def load_answers(path: Path) -> tuple[str, dict[str, dict]]:
     """(model name, {question_id: {"text", "metadata"}}) from a model_answer/<model>.jsonl."""
     answers, names = {}, set()
-    for i, row in enumerate(read_jsonl(path, "answer"), start=1):
+    for i, row in read_jsonl(path, "answer"):
         try:
             text = row["choices"][0]["turns"][0]["content"]
             qid = str(row["question_id"])
@@ -112,11 +103,11 @@ def load_answers(path: Path) -> tuple[str, dict[str, dict]]:
 
 
 def load_judge_config(arena: ArenaDir) -> dict:
-    import yaml
+    from dicekit.config import read_yaml_mapping
 
     if arena.config is None:
         raise UserError(f"{arena.data}: no config/judge_config.yaml found beside the data folder")
-    cfg = yaml.safe_load(arena.config.read_text(encoding="utf-8")) or {}
+    cfg = read_yaml_mapping(arena.config, "judge config")
     need = ["judge_model", "baseline_model", "system_prompt", "prompt_template", "regex_pattern"]
     missing = [k for k in need if k not in cfg]
     if missing:
@@ -128,7 +119,7 @@ def load_judgments(paths: list[Path]) -> list[dict]:
     """Judgment rows (v0.1 format), checked: question_id, model, two games each with a score."""
     rows = []
     for path in paths:
-        for i, row in enumerate(read_jsonl(path, "judgments"), start=1):
+        for i, row in read_jsonl(path, "judgments"):
             games = row.get("games")
             if "question_id" not in row or "model" not in row:
                 raise UserError(f"{where(path, i)}: needs question_id and model")

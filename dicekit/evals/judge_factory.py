@@ -47,17 +47,11 @@ def judge_from_spec(spec: str, *, base_url: str | None = None, api_key_env: str 
 
 
 def endpoint_config(path: Path) -> dict:
-    import yaml
-
+    from dicekit.config import read_yaml_mapping
     from dicekit.evals.openai_judge import Endpoint
 
-    if not path.is_file():
-        raise UserError(f"{path}: judge config not found")
-    try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError:
-        raise UserError(f"{path}: invalid YAML") from None
-    if not isinstance(data, dict) or "model" not in data:
+    data = read_yaml_mapping(path, "judge config")
+    if "model" not in data:
         raise UserError(f"{path}: judge config needs at least 'model'")
     known = set(Endpoint.__dataclass_fields__)
     unknown = sorted(set(data) - known)

@@ -26,6 +26,7 @@ import numpy as np
 import pandas as pd
 
 from dicekit import rundir
+from dicekit.data import read_jsonl
 from dicekit.world import evaluate, metrics
 from dicekit.world.oracle import quality
 
@@ -71,7 +72,7 @@ def copy_world_files(world, out: Path) -> Path:
 def evaluate_model(model: str, reference: str | None, world, folder: Path, *, seed: int, temperature: float,
                    top_p: float, samples: int, max_new_tokens: int, quiet: bool = True) -> Path:
     """Write the evaluation files of one model (skipping those that exist)."""
-    prompts = evaluate.read_jsonl(world.eval_prompts)
+    prompts = read_jsonl(world.eval_prompts)
     folder.mkdir(parents=True, exist_ok=True)
     if not (folder / "outputs.jsonl").exists():
         evaluate.generate_outputs(model, prompts, folder / "outputs.jsonl", temperature=temperature, top_p=top_p,
@@ -80,20 +81,20 @@ def evaluate_model(model: str, reference: str | None, world, folder: Path, *, se
         evaluate.generate_outputs(model, prompts, folder / "outputs_greedy.jsonl", temperature=0.0,
                                   max_new_tokens=max_new_tokens, seed=seed, samples=1, quiet=quiet)
     if reference is not None and not (folder / "reward_pairs.jsonl").exists():
-        evaluate.score_pairs(model, reference, evaluate.read_jsonl(world.heldout_pairs), folder / "reward_pairs.jsonl")
+        evaluate.score_pairs(model, reference, read_jsonl(world.heldout_pairs), folder / "reward_pairs.jsonl")
     return folder
 
 
 def model_numbers(folder: Path) -> dict:
     """Every number of one model's row, from its evaluation files."""
-    sampled = evaluate.read_jsonl(folder / "outputs.jsonl")
-    greedy = evaluate.read_jsonl(folder / "outputs_greedy.jsonl")
+    sampled = read_jsonl(folder / "outputs.jsonl")
+    greedy = read_jsonl(folder / "outputs_greedy.jsonl")
     s, g = evaluate.summarize_outputs(sampled), evaluate.summarize_outputs(greedy)
     row = {"win_rate": s["win_rate"], "standard_error": s["standard_error"],
            "avg_length": s["avg_length"], "quality": s["quality"], "greedy_win_rate": g["win_rate"],
            "greedy_avg_length": g["avg_length"], "greedy_quality": g["quality"], "n_total": s["n_total"]}
     if (folder / "reward_pairs.jsonl").exists():
-        r = evaluate.summarize_rewards(evaluate.read_jsonl(folder / "reward_pairs.jsonl"))
+        r = evaluate.summarize_rewards(read_jsonl(folder / "reward_pairs.jsonl"))
         row.update(reward_acc_annotator=r["reward_acc_annotator"], reward_acc_oracle=r["reward_acc_oracle"])
     return row
 
@@ -133,10 +134,10 @@ def own_sample_row(run_dir: Path, t: int) -> dict:
 
 def world_row(out: Path) -> dict:
     """Offline pairs (annotator labels vs the oracle) and held-out pairs, from out/world/."""
-    off = evaluate.read_jsonl(out / "world" / "offline_pairs.jsonl")
+    off = read_jsonl(out / "world" / "offline_pairs.jsonl")
     qc = np.array([quality(r["prompt"], r["chosen"]) for r in off])
     qr = np.array([quality(r["prompt"], r["rejected"]) for r in off])
-    held = evaluate.read_jsonl(out / "world" / "heldout_pairs.jsonl")
+    held = read_jsonl(out / "world" / "heldout_pairs.jsonl")
     hq = np.array([r["quality_chosen"] - r["quality_rejected"] for r in held])
     hl = np.array([len(r["chosen"]) - len(r["rejected"]) for r in held])
     return {

@@ -16,7 +16,6 @@ the implicit reward of π_{t-1} rank π_{t-1}'s *own* K samples per prompt the w
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -27,14 +26,6 @@ from dicekit import pairs as P
 from dicekit.world import metrics
 from dicekit.world.judge import OracleJudge
 from dicekit.world.oracle import quality
-
-
-def _write_jsonl(path: Path, rows: list[dict]) -> None:
-    rundir.write_text(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
-
-
-def read_jsonl(path: str | Path) -> list[dict]:
-    return [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
 
 
 # ----------------------------------------------------------------------------- writers
@@ -61,7 +52,7 @@ def generate_outputs(model_dir: str | Path, eval_prompts: list[dict], out_path: 
         r["quality"] = quality(r["prompt"], r["output"])
         r["quality_reference"] = quality(r["prompt"], r["reference"])
         r["preference"] = pref
-    _write_jsonl(out_path, rows)
+    rundir.write_jsonl(out_path, rows)
     return out_path
 
 
@@ -88,7 +79,7 @@ def score_pairs(policy_dir: str | Path, reference_dir: str | Path, pairs: list[d
             "quality_chosen": p.get("quality_chosen", quality(p["prompt"], p["chosen"])),
             "quality_rejected": p.get("quality_rejected", quality(p["prompt"], p["rejected"])),
         })
-    _write_jsonl(out_path, rows)
+    rundir.write_jsonl(out_path, rows)
     return out_path
 
 

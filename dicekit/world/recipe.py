@@ -52,6 +52,7 @@ import numpy as np
 import pandas as pd
 
 from dicekit import rundir
+from dicekit.data import read_jsonl
 from dicekit.progress import say
 from dicekit.world import tasks
 from dicekit.world.annotators import Annotators
@@ -158,14 +159,6 @@ def stage_keys(cfg: WorldConfig) -> dict[str, str]:
     return keys
 
 
-def _jsonl(path: Path, rows: list[dict]) -> None:
-    rundir.write_text(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
-
-
-def read_jsonl(path: str | Path) -> list[dict]:
-    return [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
-
-
 # ----------------------------------------------------------------------------- stages
 
 
@@ -179,13 +172,13 @@ def build_data(cfg: WorldConfig, out: Path) -> None:
         sft_rows = []
         for t in tasks.sample_tasks("sft", cfg.sft_examples, cfg.seed, distinct=False):
             sft_rows.append({"prompt_id": t.prompt_id, "prompt": t.prompt, "response": tasks.demonstration(t, rng, style)})
-        _jsonl(tmp / "sft.jsonl", sft_rows)
+        rundir.write_jsonl(tmp / "sft.jsonl", sft_rows)
         for split, n in (("offline", cfg.offline_prompts), ("dice", cfg.dice_prompts)):
-            _jsonl(tmp / f"{split}_prompts.jsonl",
+            rundir.write_jsonl(tmp / f"{split}_prompts.jsonl",
                    [{"prompt_id": t.prompt_id, "prompt": t.prompt, "family": t.family}
                     for t in tasks.sample_tasks(split, n, cfg.seed)])
         ref_rng = np.random.default_rng([cfg.seed, 13])
-        _jsonl(tmp / "eval_prompts.jsonl",
+        rundir.write_jsonl(tmp / "eval_prompts.jsonl",
                [{"prompt_id": t.prompt_id, "prompt": t.prompt, "family": t.family,
                  "reference": tasks.demonstration(t, ref_rng, style)} for t in tasks.sample_tasks("eval", cfg.eval_prompts, cfg.seed)])
         texts = tasks.vocabulary_text() + [r["prompt"] for r in sft_rows] + [r["response"] for r in sft_rows]
@@ -254,9 +247,9 @@ def build_offline(cfg: WorldConfig, data: Path, pi_m1: Path, out: Path, quiet: b
                         "quality_chosen": quality(prompt, a), "quality_rejected": quality(prompt, b)})
     with rundir.atomic_path(out) as tmp:
         tmp.mkdir()
-        _jsonl(tmp / "offline_pairs.jsonl", pairs)
+        rundir.write_jsonl(tmp / "offline_pairs.jsonl", pairs)
         pd.DataFrame(id_rows).to_parquet(tmp / "offline_pairs.parquet", index=False)
-        _jsonl(tmp / "heldout_pairs.jsonl", heldout)
+        rundir.write_jsonl(tmp / "heldout_pairs.jsonl", heldout)
     shutil.rmtree(work, ignore_errors=True)
     return {"offline_pairs": len(pairs), "heldout_pairs": len(heldout)}
 

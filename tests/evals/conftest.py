@@ -1,6 +1,8 @@
 """Fixtures for the evaluation tests: the shared AlpacaEval files (outside the repository)."""
 
 import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -43,3 +45,45 @@ def run_cli(argv: list[str], capsys) -> tuple[int, str, str]:
         rc = e.code
     captured = capsys.readouterr()
     return rc, captured.out, captured.err
+
+
+class LocalEndpoint:
+    """An HTTP server on 127.0.0.1 (a free port) whose POSTs carry JSON and are answered by
+    ``respond(body, headers)``: (status, payload bytes, extra headers), or None to hang up without an
+    answer. ``url`` is the OpenAI-style base URL (…/v1)."""
+
+    def __init__(self):
+        endpoint = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def do_POST(self):
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                reply = endpoint.respond(body, self.headers)
+                if reply is None:
+                    return
+                code, payload, headers = reply
+                try:
+                    self.send_response(code)
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", str(len(payload)))
+                    for k, v in headers.items():
+                        self.send_header(k, v)
+                    self.end_headers()
+                    self.wfile.write(payload)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def respond(self, body: dict, headers) -> tuple[int, bytes, dict] | None:
+        raise NotImplementedError
+
+    def close(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()

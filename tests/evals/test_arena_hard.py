@@ -3,14 +3,12 @@
 import doctest
 import json
 import re
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import numpy as np
 import pytest
 
 from dicekit.evals import arena_hard, bradley_terry
-from tests.evals.conftest import run_cli
+from tests.evals.conftest import LocalEndpoint, run_cli
 
 BASELINE = "gpt-4-0314"
 
@@ -118,6 +116,11 @@ def test_bad_judgments_exit_2(tmp_path, capsys):
     path = write_jsonl(tmp_path / "bad.jsonl", [{"question_id": "q1", "model": "m", "games": [{"score": "A>B"}]}])
     rc, _, err = run_cli(["eval", "arena-hard", "--judgments", path, "--json"], capsys)
     assert rc == 2 and "bad.jsonl:1" in err and "games" in err and len(err.strip().splitlines()) == 1
+    # the line named is the file's line, blank lines counted
+    good = judgment("q1", "m", "A>B", "B>A")
+    (tmp_path / "gap.jsonl").write_text(json.dumps(good) + "\n\n" + json.dumps({"question_id": "q2"}) + "\n")
+    rc, _, err = run_cli(["eval", "arena-hard", "--judgments", str(tmp_path / "gap.jsonl"), "--json"], capsys)
+    assert rc == 2 and "gap.jsonl:3" in err
 
 
 # --- judging through an OpenAI-compatible server, on an arena-hard-shaped folder ----------------
@@ -144,43 +147,29 @@ def arena_dir(tmp_path):
     return tmp_path / "arena", answers
 
 
-class VerdictServer:
+class VerdictServer(LocalEndpoint):
     """A chat endpoint whose judge prefers the longer answer, strongly if twice as long."""
 
     def __init__(self):
         self.calls = 0
-        server = self
+        super().__init__()
 
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args):
-                pass
-
-            def do_POST(self):
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                user = body["messages"][1]["content"]
-                a = re.search(r"\[A\](.*)\[/A\]", user, re.S).group(1)
-                b = re.search(r"\[B\](.*)\[/B\]", user, re.S).group(1)
-                verdict = ("A>>B" if len(a) >= 2 * len(b) else "A>B" if len(a) > len(b) else
-                           "B>>A" if len(b) >= 2 * len(a) else "B>A" if len(b) > len(a) else "A=B")
-                server.calls += 1
-                reply = {"choices": [{"index": 0, "message": {"role": "assistant", "content": f"Verdict: [[{verdict}]]"}}]}
-                payload = json.dumps(reply).encode()
-                self.send_response(200)
-                self.send_header("Content-Length", str(len(payload)))
-                self.end_headers()
-                self.wfile.write(payload)
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+    def respond(self, body, headers):
+        user = body["messages"][1]["content"]
+        a = re.search(r"\[A\](.*)\[/A\]", user, re.S).group(1)
+        b = re.search(r"\[B\](.*)\[/B\]", user, re.S).group(1)
+        verdict = ("A>>B" if len(a) >= 2 * len(b) else "A>B" if len(a) > len(b) else
+                   "B>>A" if len(b) >= 2 * len(a) else "B>A" if len(b) > len(a) else "A=B")
+        self.calls += 1
+        reply = {"choices": [{"index": 0, "message": {"role": "assistant", "content": f"Verdict: [[{verdict}]]"}}]}
+        return 200, json.dumps(reply).encode(), {}
 
 
 @pytest.fixture
 def verdict_server():
     server = VerdictServer()
     yield server
-    server.httpd.shutdown()
-    server.httpd.server_close()
+    server.close()
 
 
 def test_judge_two_games_per_question_and_resume(arena_dir, verdict_server, tmp_path, capsys):
@@ -208,3 +197,11 @@ def test_judge_two_games_per_question_and_resume(arena_dir, verdict_server, tmp_
     rc, out, err = run_cli(argv + ["--style-control"], capsys)  # in this run they are: q0, q1 longer, q2 shorter
     assert rc == 0 and verdict_server.calls == 8, err
     assert json.loads(out)["leaderboard"][-1]["style_coefs"][0] > 0
+
+
+def test_broken_judge_config_exits_2_naming_the_line(arena_dir, tmp_path, capsys):
+    arena, answers = arena_dir
+    (arena / "config" / "judge_config.yaml").write_text("judge_model: x\nbaseline_model: [unclosed\n")
+    rc, _, err = run_cli(["eval", "arena-hard", "--arena-hard-dir", str(arena), "--answers", answers,
+                          "--judge-base-url", "http://127.0.0.1:9/v1", "--out", str(tmp_path / "o")], capsys)
+    assert rc == 2 and "judge_config.yaml:" in err and "invalid YAML" in err and len(err.strip().splitlines()) == 1

@@ -5,20 +5,19 @@ import math
 import re
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 
 from dicekit.evals import judges
-from tests.evals.conftest import run_cli
+from tests.evals.conftest import LocalEndpoint, run_cli
 
 API_KEY = "sk-test-5ecret-d1cek1t-0000"
 OUTPUT_RE = re.compile(r'"output": """(.*?)"""', re.S)
 INSTRUCTION_RE = re.compile(r'"instruction": """(.*?)"""', re.S)
 
 
-class FakeJudgeServer:
+class FakeJudgeServer(LocalEndpoint):
     """Answers /v1/chat/completions like OpenAI with logprobs. The judge it plays prefers the longer
     output shown: P(m) = 0.8 if the first shown output is at least as long, else 0.3.
     ``faults`` is consumed one per request: 429, 500, "timeout", "garbage", "no_logprobs", 401."""
@@ -29,45 +28,21 @@ class FakeJudgeServer:
         self.answered: list[str] = []  # instructions of successful answers, in order
         self.requests = 0
         self.auth_headers: set[str] = set()
-        server = self
+        super().__init__()
 
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args):
-                pass
-
-            def do_POST(self):
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                with server.lock:
-                    server.requests += 1
-                    server.auth_headers.add(self.headers.get("Authorization", ""))
-                    fault = server.faults.pop(0) if server.faults else None
-                if fault == "timeout":
-                    time.sleep(1.5)
-                    return
-                if isinstance(fault, int):
-                    self._send(fault, b'{"error": {"message": "try later"}}', {"Retry-After": "0"})
-                    return
-                if fault == "garbage":
-                    self._send(200, b"<html>\x00 not json")
-                    return
-                self._send(200, json.dumps(server.answer(body, with_logprobs=fault != "no_logprobs")).encode())
-
-            def _send(self, code, payload, headers=None):
-                try:
-                    self.send_response(code)
-                    self.send_header("Content-Type", "application/json")
-                    self.send_header("Content-Length", str(len(payload)))
-                    for k, v in (headers or {}).items():
-                        self.send_header(k, v)
-                    self.end_headers()
-                    self.wfile.write(payload)
-                except (BrokenPipeError, ConnectionResetError):
-                    pass
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.httpd.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+    def respond(self, body, headers):
+        with self.lock:
+            self.requests += 1
+            self.auth_headers.add(headers.get("Authorization", ""))
+            fault = self.faults.pop(0) if self.faults else None
+        if fault == "timeout":
+            time.sleep(1.5)
+            return None
+        if isinstance(fault, int):
+            return fault, b'{"error": {"message": "try later"}}', {"Retry-After": "0"}
+        if fault == "garbage":
+            return 200, b"<html>\x00 not json", {}
+        return 200, json.dumps(self.answer(body, with_logprobs=fault != "no_logprobs")).encode(), {}
 
     def answer(self, body, with_logprobs=True):
         prompt = body["messages"][-1]["content"]
@@ -82,9 +57,6 @@ class FakeJudgeServer:
             choice["logprobs"] = {"content": [{"token": "m", "logprob": math.log(p_m), "top_logprobs": top}]}
         return {"choices": [choice], "usage": {"prompt_tokens": 1000, "completion_tokens": 1, "total_tokens": 1001}}
 
-    def close(self):
-        self.httpd.shutdown()
-        self.httpd.server_close()
 
 
 def expected_preference(instruction, baseline, model):
