@@ -10,6 +10,7 @@ one. Stop tokens are the union of the tokenizer's EOS and every id in the genera
 
 from __future__ import annotations
 
+import os
 from functools import lru_cache
 from pathlib import Path
 
@@ -60,8 +61,19 @@ def load_tokenizer(spec: str):
     return tok
 
 
-def load_model(spec: str, dtype: str = "float32", device: str | None = None, tokenizer: bool = True):
-    """(model, tokenizer) in eval mode. ``dtype`` in float32 | bfloat16 | float16."""
+def default_device() -> str | None:
+    """This process's GPU (``cuda:LOCAL_RANK``) when there is one, else None (stay on the CPU)."""
+    import torch
+
+    if not torch.cuda.is_available():
+        return None
+    return f"cuda:{int(os.environ.get('LOCAL_RANK', '0')) % torch.cuda.device_count()}"
+
+
+def load_model(spec: str, dtype: str = "float32", device: str | None = "auto", tokenizer: bool = True):
+    """(model, tokenizer) in eval mode. ``dtype`` in float32 | bfloat16 | float16. ``device``: "auto"
+    (default) puts the model on this process's GPU if there is one (:func:`default_device`); None
+    leaves it on the CPU where it was loaded (for trainers that place it themselves)."""
     import torch
     from transformers import AutoModelForCausalLM
 
@@ -79,6 +91,8 @@ def load_model(spec: str, dtype: str = "float32", device: str | None = None, tok
         if hasattr(model.config, "quantization_config"):
             del model.config.quantization_config
         model.is_quantized = False
+    if device == "auto":
+        device = default_device()
     if device:
         model.to(device)
     model.eval()

@@ -79,11 +79,12 @@ def judge_scores(model_spec: str, prompts: list, responses: list[str], *, dtype:
     from dicekit.models import load_model, prompt_ids
 
     model, tok = load_model(model_spec, dtype=dtype)
-    ratings = torch.tensor(rating_token_ids(tok))
+    ratings = torch.tensor(rating_token_ids(tok), device=next(model.parameters()).device)
     seqs = [prompt_ids(tok, JUDGE_PROMPT.format(prompt=prompt_key(p), response=r)) for p, r in zip(prompts, responses)]
     lengths = np.array([len(s) for s in seqs], dtype=np.int64)
     out = np.zeros(len(seqs))
     head = model.get_output_embeddings()
+    device = next(model.parameters()).device
     with torch.no_grad():
         order = np.argsort(-lengths, kind="stable")
         for idx in (order[lo:lo + batch_size] for lo in range(0, len(order), batch_size)):
@@ -93,10 +94,10 @@ def judge_scores(model_spec: str, prompts: list, responses: list[str], *, dtype:
             for b, i in enumerate(idx):
                 ids[b, :lengths[i]] = torch.tensor(seqs[i])
                 mask[b, :lengths[i]] = 1
-            hidden = model.get_decoder()(input_ids=ids, attention_mask=mask).last_hidden_state
+            hidden = model.get_decoder()(input_ids=ids.to(device), attention_mask=mask.to(device)).last_hidden_state
             last = hidden[torch.arange(len(idx)), torch.tensor(lengths[idx] - 1)]
             logits = head(last).float()
-            out[idx] = expected_rating(logits[:, ratings].double().numpy())
+            out[idx] = expected_rating(logits[:, ratings].double().cpu().numpy())
     return out
 
 

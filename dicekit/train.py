@@ -244,7 +244,7 @@ def train_dpo(policy: str, rows: pd.DataFrame, out_dir: str | Path, cfg: TrainCo
     args = dpo_args(cfg, str(work_dir / "trainer"), len(rows), world_size=dist.world_size())
     # fp32 master weights always; train_dtype bfloat16 = mixed precision (autocast), so updates of
     # lr ≈ 5e-7 are not rounded away as they would be on bf16 weights
-    model, tok = load_model(policy, dtype="float32")
+    model, tok = load_model(policy, dtype="float32", device=None)  # the trainer places (or shards) it
     trainer = _trainer_class()(model=model, args=args, train_dataset=ds, processing_class=tok,
                                callbacks=[jsonl_log_callback(tmp_log)])
     _quiet_trainer(trainer, cfg.quiet)

@@ -98,20 +98,27 @@ def test_vllm_sampler_logps_equal_the_hf_scorer_on_gpu(gworld, batch):
 
 
 @pytest.mark.parametrize("backend", ["hf", "vllm"])
-def test_tiny_round_end_to_end_on_gpu(gworld, tmp_path, backend):
-    """run_round on the GPU writes the whole run folder; the GPU was really used."""
-    import typing
-
+def test_tiny_round_end_to_end_on_gpu(gworld, tmp_path, backend, monkeypatch):
+    """run_round on the GPU writes the whole run folder; sampling (HF) and scoring ran on the GPU."""
     import pandas as pd
 
+    import dicekit.generate
+    import dicekit.score
     from dicekit.config import RoundConfig, build
     from dicekit.round import run_round
 
-    if backend == "vllm":
-        if not HAS_VLLM:
-            pytest.skip("vllm is not installed")
-        if "vllm" not in typing.get_args(typing.get_type_hints(RoundConfig)["backend"]):
-            pytest.skip("RoundConfig has no backend 'vllm'")
+    if backend == "vllm" and not HAS_VLLM:
+        pytest.skip("vllm is not installed")
+    devices = []
+
+    def spy(real):
+        def wrapped(model, *a, **k):
+            devices.append(next(model.parameters()).device.type)
+            return real(model, *a, **k)
+        return wrapped
+
+    monkeypatch.setattr(dicekit.score, "score_sequences", spy(dicekit.score.score_sequences))
+    monkeypatch.setattr(dicekit.generate, "_generate_batch", spy(dicekit.generate._generate_batch))
     values = dict(run_dir=str(tmp_path / "run"), policy=gworld["policy"], reference=gworld["reference"],
                   prompts=gworld["prompts"], offline_data=gworld["offline"], samples_per_prompt=4,
                   min_valid_samples=2, max_new_tokens=16, temperature=1.0, generate_batch_size=16,
@@ -125,3 +132,4 @@ def test_tiny_round_end_to_end_on_gpu(gworld, tmp_path, backend):
     samples = pd.read_parquet(rdir / "samples.parquet")
     assert len(samples) == 12 * 4 and samples["valid"].any()
     assert torch.cuda.max_memory_allocated() > 0
+    assert devices and set(devices) == {"cuda"}, devices  # HF sampling and scoring, not only training

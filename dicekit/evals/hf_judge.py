@@ -59,7 +59,7 @@ class HFJudge:
 
         ids = torch.tensor([prompt_ids(self.tokenizer, messages)], device=self.model.device)
         with torch.no_grad():
-            logits = self.model(input_ids=ids).logits[0, -1].float()
+            logits = self.model(input_ids=ids, logits_to_keep=1).logits[0, -1].float()
         return torch.log_softmax(logits, dim=-1)
 
     def raw_completion(self, logprobs) -> dict:
