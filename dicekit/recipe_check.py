@@ -9,11 +9,11 @@ downloaded before), else from the built-in table below, else the estimates are s
 Estimates (per GPU, GiB = 2^30 bytes), each with its assumptions spelled out in the output:
 
 * **train** (DPO of π_t; reference log-probs are precomputed, so only the policy is in memory):
-  model states per parameter — ``b`` = bytes of ``train_dtype`` (the dtype dicekit loads the weights in,
-  train.py): DDP ``4b`` (weights, grads, AdamW m and v in the weights' dtype); FSDP full-shard
-  ``4b / N``; DeepSpeed ZeRO-3 ``16 / N`` (bf16 weights and grads + fp32 master weights, m and v:
-  Rajbhandari et al. 2020, "ZeRO", §3), ZeRO-2 ``2 + 14 / N``, ZeRO-1 ``4 + 12 / N``; FSDP and ZeRO-3
-  also hold two gathered layers (the one computing and the prefetched next). Activations: the
+  model states per parameter — dicekit trains fp32 weights (``train_dtype`` bfloat16 is autocast,
+  train.py): DDP ``16`` (fp32 weights, grads, AdamW m and v); FSDP full-shard ``16 / N``; DeepSpeed
+  ZeRO-3 ``16 / N`` (bf16 weights and grads + fp32 master weights, m and v: Rajbhandari et al. 2020,
+  "ZeRO", §3), ZeRO-2 ``2 + 14 / N``, ZeRO-1 ``4 + 12 / N``; FSDP and ZeRO-3 also hold two gathered
+  layers (the one computing and the prefetched next). Activations: the
   tensors a Llama/Mistral layer keeps for backward, in 16-bit, per token: ``2·(7h + 2·kv + 4·I)``
   bytes (layer input, norm outputs, q/k/v, attention output, MLP input, gate/up outputs, the
   activation and its product; flash/SDPA attention keeps no s² scores); with gradient checkpointing
@@ -24,7 +24,9 @@ Estimates (per GPU, GiB = 2^30 bytes), each with its assumptions spelled out in 
   ``score_tokens_per_batch`` tokens (default: the GPU batch) × ``(4h + 3I)`` activations + a 1024-position fp32 LM-head chunk.
 * **generate** (vLLM): bf16 weights / tensor_parallel_size, and the KV cache per token
   ``2·L·kv_heads·head_dim·2`` bytes — the tokens that fit in the rest of ``gpu_memory_utilization``.
-* **time**: FLOPs at ``mfu`` × the GPU's dense peak (2·P per token scored, 6·P per token trained, 8·P
+* **time**: FLOPs at ``mfu`` × the GPU's dense peak (2·P per token scored — each prompt once per model,
+  as the scorer shares it across the K samples; the policy not at all with
+  ``policy_logp_from_sampler`` — 6·P per token trained, 8·P
   with checkpointing' recomputation); generation at ``gen_tokens_per_s`` per engine. The throughputs
   and mean lengths are stated assumptions, to be replaced by measured numbers.
 """
@@ -180,10 +182,9 @@ def read_accelerate(path: str) -> dict:
 # ------------------------------------------------------------------------------------ estimates
 
 
-def state_bytes_per_param(strategy: str, train_bytes: int, n: int) -> float:
+def state_bytes_per_param(strategy: str, n: int) -> float:
     """Model-state bytes per parameter per GPU (weights + grads + AdamW m, v [+ fp32 master])."""
-    b = train_bytes
-    return {"ddp": 4 * b, "fsdp": 4 * b / n, "zero1": 4 + 12 / n, "zero2": 2 + 14 / n, "zero3": 16 / n}[strategy]
+    return {"ddp": 16, "fsdp": 16 / n, "zero1": 4 + 12 / n, "zero2": 2 + 14 / n, "zero3": 16 / n}[strategy]
 
 
 def activation_bytes(arch: Arch, tokens: int, checkpointing: bool) -> float:
@@ -197,15 +198,14 @@ def estimate(cfg, arch: Arch, a: Assumptions, strategies: list[str], n_offline: 
     gpu = GPUS[a.gpu]
     mem = a.gpu_mem_gib or gpu["mem_gib"]
     P = arch.params
-    tb = DTYPE_BYTES[cfg.train_dtype]
     seq = a.max_prompt_tokens + cfg.max_new_tokens
     micro_tokens = 2 * cfg.per_device_batch_size * seq
     act = activation_bytes(arch, micro_tokens, cfg.gradient_checkpointing) + micro_tokens * arch.vocab * 4
     train = {}
     for s in strategies:
-        states = P * state_bytes_per_param(s, tb, a.gpus)
-        if s in ("fsdp", "zero3"):  # the gathered layer and the prefetched next one
-            states += 2 * (P / arch.layers) * (2 if s == "zero3" else tb)
+        states = P * state_bytes_per_param(s, a.gpus)
+        if s in ("fsdp", "zero3"):  # the gathered layer and the prefetched next one (fp32 under FSDP)
+            states += 2 * (P / arch.layers) * (2 if s == "zero3" else 4)
         train[s] = {"states_gib": states / GIB, "activations_gib": act / GIB, "total_gib": (states + act) / GIB,
                     "fits": (states + act) / GIB <= mem}
     sb = DTYPE_BYTES[cfg.score_dtype]
@@ -231,7 +231,9 @@ def estimate(cfg, arch: Arch, a: Assumptions, strategies: list[str], n_offline: 
         gen_tokens = n_samples * a.mean_response_tokens
         stages["generate"] = {"tokens": gen_tokens, "worst_case_tokens": n_samples * cfg.max_new_tokens,
                               "hours": gen_tokens / (a.gen_tokens_per_s * engines) / 3600}
-        score_tokens = 2 * n_samples * seq_mean + 2 * n_offline * seq_mean
+        models = 1 if cfg.policy_logp_from_sampler else 2
+        score_tokens = (models * (n_prompts * a.mean_prompt_tokens + n_samples * a.mean_response_tokens)
+                        + n_offline * (a.mean_prompt_tokens + 2 * a.mean_response_tokens))
         stages["score"] = {"tokens": score_tokens,
                            "hours": 2 * P * score_tokens / (a.gpus * peak_score * a.mfu) / 3600}
     if cfg.max_steps:
@@ -290,11 +292,6 @@ def check_recipe(config_path: str, overrides: list[str] | None = None, accelerat
     if cfg.global_batch_size % per_step:
         warnings.append(f"global_batch_size {cfg.global_batch_size} is not a multiple of per_device_batch_size × "
                         f"{a.gpus} GPUs = {per_step}: each step trains on {accum * per_step} pairs")
-    if cfg.train_dtype == "bfloat16" and any(s in ("ddp", "fsdp") for s in strategies):
-        warnings.append(f"train_dtype bfloat16 under DDP/FSDP: dicekit loads the weights in bf16 and AdamW keeps "
-                        f"no fp32 copy, so an update of about lr = {cfg.learning_rate:g} is lost on every weight "
-                        f"larger than lr·2^8 = {cfg.learning_rate * 256:.2g} in magnitude (half a bf16 step); "
-                        "use DeepSpeed ZeRO (fp32 master weights) or train_dtype float32")
     big = pa is not None and pa.params > 1e9
     if big and getattr(cfg, "backend", "hf") == "hf":
         warnings.append("backend hf samples with transformers' generate; for a model this size use backend: vllm")

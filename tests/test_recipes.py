@@ -111,6 +111,9 @@ def test_both_recipes_pass_check_recipe(name, capsys):
     assert zero3["fits"]
     assert {"generate", "score", "train"} <= set(r["estimate"]["stages"])
     assert r["estimate"]["stages"]["train"]["tokens"] == 300 * 32 * 2 * (200 + 400)
+    # scoring: 10,000 prompts once and 160,000 responses under both models (prompts shared by their 16
+    # samples), plus 4,800 offline pairs (prompt once, two responses) under the training reference
+    assert r["estimate"]["stages"]["score"]["tokens"] == 2 * (10_000 * 200 + 160_000 * 400) + 4_800 * (200 + 2 * 400)
     rc, text, err = run(["check-recipe", str(RECIPES[name] / "round.yaml")], capsys)
     assert rc == 0 and "valid round config" in text and "assumptions, not measurements" in text
 
@@ -123,8 +126,11 @@ def test_check_recipe_with_each_accelerate_config(file, capsys):
     r = json.loads(out)
     assert r["accelerate"]["strategy"] == STRATEGIES[file] and r["accelerate"]["num_processes"] == 8
     assert list(r["estimate"]["train"]) == [STRATEGIES[file]]
-    bf16_warning = any("train_dtype bfloat16 under DDP/FSDP" in w for w in r["warnings"])
-    assert bf16_warning == (STRATEGIES[file] != "zero3")
+    # fp32 weights, grads, AdamW m and v whatever train_dtype (bf16 is autocast): 16 bytes per parameter,
+    # FSDP sharded over 8 GPUs plus two gathered fp32 layers
+    P = 7_241_732_096
+    want = {"ddp": 16 * P, "fsdp": 16 * P / 8 + 2 * 4 * P / 32, "zero3": 2 * P + 2 * 2 * P / 32}[STRATEGIES[file]]
+    assert r["estimate"]["train"][STRATEGIES[file]]["states_gib"] == pytest.approx(want / 2**30, rel=1e-9)
 
 
 def test_ddp_in_float32_does_not_fit_a_7b_model(capsys):
