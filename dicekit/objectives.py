@@ -18,6 +18,12 @@ import torch.nn.functional as F
 from dicekit.reward import implicit_reward  # noqa: F401  (re-exported: the one definition)
 
 
+def logits_logps(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """log-softmax of ``logits`` (N, V) at ``targets`` (N,), in fp32: ``z[t] − logsumexp(z)``."""
+    z = logits.float()
+    return z.gather(1, targets[:, None])[:, 0] - torch.logsumexp(z, dim=1)
+
+
 @torch.no_grad()
 def token_logps(
     hidden: torch.Tensor,
@@ -43,8 +49,7 @@ def token_logps(
         logits = logits.float()
         if softcap:
             logits = softcap * torch.tanh(logits / softcap)
-        tgt = targets[lo : lo + chunk_size]
-        out[lo : lo + chunk_size] = logits.gather(1, tgt[:, None])[:, 0] - torch.logsumexp(logits, dim=1)
+        out[lo : lo + chunk_size] = logits_logps(logits, targets[lo : lo + chunk_size])
     return out
 
 

@@ -21,6 +21,13 @@ import yaml
 import dicekit
 
 
+def cache_dir(name: str) -> Path:
+    """``$DICEKIT_CACHE/<name>``, default ``~/.cache/dicekit/<name>``: the one cache root (world
+    builds, converted models, judge annotations)."""
+    base = os.environ.get("DICEKIT_CACHE") or str(Path.home() / ".cache" / "dicekit")
+    return Path(base) / name
+
+
 def round_dir(run_dir: str | Path, t: int) -> Path:
     return Path(run_dir) / f"round_{t}"
 

@@ -14,6 +14,8 @@ import hashlib
 import numpy as np
 import torch
 
+from dicekit.objectives import logits_logps
+
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 _M1 = np.uint64(0xBF58476D1CE4E5B9)
 _M2 = np.uint64(0x94D049BB133111EB)
@@ -121,8 +123,7 @@ class KeyedSampler:
         step = input_ids.shape[1] - self.prompt_len
         u = torch.from_numpy(uniforms(self.keys, step)).to(scores.device)
         tok = choose_tokens(scores, u, self.temperature, self.top_p)
-        raw = scores.float()
-        self.step_logps.append((raw.gather(1, tok[:, None])[:, 0] - torch.logsumexp(raw, dim=-1)).double().cpu())
+        self.step_logps.append(logits_logps(scores, tok).double().cpu())
         out = torch.full_like(scores, float("-inf"))
         out.scatter_(1, tok[:, None], 0.0)
         return out

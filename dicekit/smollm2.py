@@ -8,7 +8,6 @@ dequantised to fp32 once and cached as a save_pretrained folder, which loads in 
 from __future__ import annotations
 
 import importlib.util
-import os
 from pathlib import Path
 
 from dicekit.errors import UserError
@@ -29,8 +28,9 @@ def gguf_path() -> Path:
 
 
 def cache_root() -> Path:
-    root = os.environ.get("DICEKIT_CACHE_DIR")
-    return (Path(root) if root else Path.home() / ".cache" / "dicekit") / "models"
+    from dicekit.rundir import cache_dir
+
+    return cache_dir("models")
 
 
 def local_folder() -> Path:

@@ -103,8 +103,8 @@ def _quiet_trainer(trainer, quiet: bool) -> None:
         trainer.add_callback(StepBar())
 
 
-def dpo_args(cfg: TrainConfig, output_dir: str, n_rows: int, world_size: int = 1):
-    """The DPOConfig of a round (exposed for tests and `check-recipe`)."""
+def dpo_args(cfg: TrainConfig, output_dir: str, world_size: int = 1):
+    """The DPOConfig of a round (check-recipe repeats its batch arithmetic without importing TRL)."""
     import torch
     from trl import DPOConfig
 
@@ -241,7 +241,7 @@ def train_dpo(policy: str, rows: pd.DataFrame, out_dir: str | Path, cfg: TrainCo
 
     # the training arguments first: under DeepSpeed ZeRO-3 they must exist before the model is loaded
     # for the weights to be partitioned at load time
-    args = dpo_args(cfg, str(work_dir / "trainer"), len(rows), world_size=dist.world_size())
+    args = dpo_args(cfg, str(work_dir / "trainer"), world_size=dist.world_size())
     # fp32 master weights always; train_dtype bfloat16 = mixed precision (autocast), so updates of
     # lr ≈ 5e-7 are not rounded away as they would be on bf16 weights
     model, tok = load_model(policy, dtype="float32", device=None)  # the trainer places (or shards) it

@@ -41,9 +41,9 @@ def test_trl_logged_rewards_equal_dicekit_implicit_reward(tiny_world, tmp_path):
 
 
 def test_dpo_args_batch_and_warmup():
-    args = dpo_args(TrainConfig(global_batch_size=32, per_device_batch_size=4, warmup_steps=0), "/tmp/x", 10)
+    args = dpo_args(TrainConfig(global_batch_size=32, per_device_batch_size=4, warmup_steps=0), "/tmp/x")
     assert args.gradient_accumulation_steps == 8 and args.lr_scheduler_type.value == "constant"
-    args = dpo_args(TrainConfig(warmup_steps=50), "/tmp/x", 10)
+    args = dpo_args(TrainConfig(warmup_steps=50), "/tmp/x")
     assert args.lr_scheduler_type.value == "constant_with_warmup" and args.warmup_steps == 50
     assert args.precompute_ref_log_probs and args.max_length is None
 

@@ -7,7 +7,7 @@ key is the SHA-256 of the judge identity, the instruction and both outputs in th
 (output_1 = baseline, output_2 = model). A truncated last line (a crash mid-write) is ignored.
 
 Only successful judgements (a preference) are stored; a failed call is retried on the next run.
-The default folder is ``$DICEKIT_CACHE_DIR/judge_annotations`` or ``~/.cache/dicekit/judge_annotations``.
+The default folder is ``$DICEKIT_CACHE/judge_annotations`` or ``~/.cache/dicekit/judge_annotations``.
 """
 
 from __future__ import annotations
@@ -22,9 +22,9 @@ from dicekit.evals.judges import Comparison, Judgement
 
 
 def default_cache_dir() -> Path:
-    root = os.environ.get("DICEKIT_CACHE_DIR")
-    base = Path(root) if root else Path.home() / ".cache" / "dicekit"
-    return base / "judge_annotations"
+    from dicekit.rundir import cache_dir
+
+    return cache_dir("judge_annotations")
 
 
 def _sha256(obj) -> str:
