@@ -143,5 +143,7 @@ class Round:
         return None if m is None else _prompt_samples(self.run, self.t, prompt_id, m)
 
     def pairs(self) -> tuple[pd.DataFrame, pd.Series] | tuple[None, None]:
-        out = _pair_table(self.run, self.t, (self._m("pairs.parquet"), self._m("samples.parquet")), self.unit)
+        # diagnostic_pairs.parquet (judge agreement, merged in by runs.load_pairs) may be written later
+        mtimes = (self._m("pairs.parquet"), self._m("samples.parquet"), self._m("diagnostic_pairs.parquet"))
+        out = _pair_table(self.run, self.t, mtimes, self.unit)
         return out if out is not None else (None, None)

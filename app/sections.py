@@ -14,6 +14,7 @@ import streamlit as st
 import yaml
 
 from app import tables as T
+from dicekit import pairs as P
 from app.loaders import Round
 
 ROLE_COLOURS = {"chosen": "background-color: rgba(0,160,60,0.25)", "rejected": "background-color: rgba(220,40,40,0.22)",
@@ -222,7 +223,7 @@ def _samples_at_alpha(rnd: Round, samples: pd.DataFrame) -> None:
                  hide_index=True, width="stretch", key="samples_table")
     lines = ranked[ranked["reward_lr"].notna()]
     lo, hi = float(grid[0]), float(grid[-1])
-    data = pd.concat([lines.assign(alpha=a, score=lines["reward"] - a * lines["length"]) for a in (lo, hi)])
+    data = pd.concat([lines.assign(alpha=a, score=P.reward_lr(lines["reward"], lines["length"], a)) for a in (lo, hi)])
     data = data.assign(sample=data["sample_id"].astype(str), emphasis=data["role"].replace("", "other"))
     chart = alt.Chart(data[["alpha", "score", "sample", "emphasis"]]).mark_line().encode(
         x=alt.X("alpha:Q", title="α"), y=alt.Y("score:Q", title="reward_lr"), color=alt.Color("sample:N"),

@@ -365,14 +365,6 @@ def annotation_records(rows: list[dict], judgements: Sequence[Judgement | None],
 
 # --- writing ---------------------------------------------------------------------------------------
 
-def write_json(path: Path, obj) -> None:
-    """Atomic: written aside, then renamed."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
-
-
 def write_leaderboard(path: Path, name: str, metrics: dict, mode: str = "community") -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")

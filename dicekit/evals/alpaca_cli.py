@@ -18,6 +18,7 @@ import json
 import sys
 from pathlib import Path
 
+from dicekit import rundir
 from dicekit.cliutil import parser
 from dicekit.errors import UserError
 
@@ -74,7 +75,7 @@ def make_judge(args):
 
 
 def _generate(args, reference: list[dict], out: Path | None) -> list[dict]:
-    from dicekit.evals.alpaca import load_outputs, write_json
+    from dicekit.evals.alpaca import load_outputs
     from dicekit.generate import complete
     from dicekit.models import load_model
 
@@ -97,7 +98,7 @@ def _generate(args, reference: list[dict], out: Path | None) -> list[dict]:
     rows = [{"instruction": r["instruction"], "output": t, "generator": name, "dataset": r.get("dataset")}
             for r, t in zip(reference, texts)]
     if path is not None:
-        write_json(path, rows)
+        rundir.write_json(path, rows)
     return rows
 
 
@@ -182,13 +183,13 @@ def main(argv: list[str]) -> int:
                   file=sys.stderr)
         rows, extra = _judge_rows(args, pairs)
         if out is not None:
-            alpaca.write_json(out / "annotations.json", rows)
+            rundir.write_json(out / "annotations.json", rows)
     difficulty, gamed, weights = _lc_inputs(args, rows, reference)
     metrics = {**alpaca.compute_metrics(rows, difficulty, gamed, weights), **extra}
     name = str(rows[0]["generator_2"])
     if out is not None:
         alpaca.write_leaderboard(out / "leaderboard.csv", name, metrics)
-        alpaca.write_json(out / "metrics.json", {"model": name, **metrics})
+        rundir.write_json(out / "metrics.json", {"model": name, **metrics})
     if args.json:
         print(json.dumps({"model": name, **metrics}))
     else:

@@ -20,6 +20,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 
+from dicekit import rundir
 from dicekit.cliutil import parser
 from dicekit.errors import UserError
 
@@ -82,14 +83,10 @@ def _answers_for_style(arena, table, answers: dict) -> dict:
 
 
 def _write_answers(path: Path, name: str, questions: list[dict], texts: list[str]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    with tmp.open("w", encoding="utf-8") as f:
-        for q, text in zip(questions, texts):
-            row = {"question_id": q["question_id"], "answer_id": hashlib.sha256(f"{name}|{q['question_id']}".encode()).hexdigest()[:22],
-                   "model_id": name, "choices": [{"index": 0, "turns": [{"content": text}]}], "tstamp": time.time()}
-            f.write(json.dumps(row, ensure_ascii=False) + "\n")
-    tmp.replace(path)
+    rundir.write_jsonl(path, [
+        {"question_id": q["question_id"], "answer_id": hashlib.sha256(f"{name}|{q['question_id']}".encode()).hexdigest()[:22],
+         "model_id": name, "choices": [{"index": 0, "turns": [{"content": text}]}], "tstamp": time.time()}
+        for q, text in zip(questions, texts)])
 
 
 def _generate(args, questions: list[dict], out: Path) -> tuple[str, dict]:
@@ -196,8 +193,7 @@ def main(argv: list[str]) -> int:
     result = {**board[0], "baseline": baseline, "style_control": args.style_control,
               "bootstrap_rounds": args.bootstrap_rounds, "seed": args.seed, "leaderboard": board}
     if args.out:
-        Path(args.out).mkdir(parents=True, exist_ok=True)
-        (Path(args.out) / "arena_hard_scores.json").write_text(json.dumps(result, indent=2) + "\n")
+        rundir.write_json(Path(args.out) / "arena_hard_scores.json", result)
     if args.json:
         print(json.dumps(result))
     else:

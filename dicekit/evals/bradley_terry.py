@@ -30,9 +30,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-
-def sigmoid(x: np.ndarray) -> np.ndarray:
-    return np.exp(-np.logaddexp(0.0, -np.asarray(x, dtype=float)))
+from dicekit.evals.lc_glm import sigmoid
 
 
 def design_matrix(player_a: np.ndarray, player_b: np.ndarray, n_players: int, baseline: int,

@@ -14,10 +14,10 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import threading
 from pathlib import Path
 
+from dicekit import rundir
 from dicekit.evals.judges import Comparison, Judgement
 
 
@@ -40,9 +40,7 @@ class AnnotationCache:
         self.folder.mkdir(parents=True, exist_ok=True)
         ident = self.folder / "judge.json"
         if not ident.exists():
-            tmp = ident.with_suffix(".json.tmp")
-            tmp.write_text(json.dumps(judge_identity, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-            os.replace(tmp, ident)
+            rundir.write_text(ident, json.dumps(judge_identity, indent=2, sort_keys=True) + "\n")
         self.path = self.folder / "annotations.jsonl"
         self._identity = judge_identity
         self._lock = threading.Lock()

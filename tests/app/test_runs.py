@@ -143,3 +143,20 @@ def test_pair_table_rejects_duplicate_samples(run):
     samples = runs.load_samples(run, 1)
     with pytest.raises(UserError, match="prompt_id 'p0', sample_id 0 appears more than once"):
         runs.pair_table(runs.load_pairs(run, 1), pd.concat([samples, samples.iloc[:1]]))
+
+
+def test_dashboard_pairs_follow_a_diagnostic_written_later(tmp_path):
+    """The cached pairs table is keyed on diagnostic_pairs.parquet too: `dicekit diagnose` run after
+    the dashboard first read the round must show up."""
+    from app.loaders import Round
+
+    run = make_run_folder(tmp_path / "run")
+    rnd = Round(str(run), 1)
+    before, _ = rnd.pairs()
+    assert "judge_agrees" not in before
+    gen = before[before["source"] == "generated"]
+    pd.DataFrame({"set": "pairs_alpha_star", "prompt_id": gen["prompt_id"],
+                  "sample_id_a": gen["rejected_sample_id"].astype(int), "sample_id_b": gen["chosen_sample_id"].astype(int),
+                  "preference": 1.0, "judge_agrees": True}).to_parquet(run / "round_1" / "diagnostic_pairs.parquet")
+    after, _ = rnd.pairs()
+    assert after.loc[after["source"] == "generated", "judge_agrees"].all()
