@@ -62,8 +62,10 @@ def tables(summaries: dict[int, dict]) -> str:
             before, after = models.get(f"π_{t - 1}"), models.get(f"π_{t}")
             dw = after["win_rate"] - before["win_rate"] if before and after else None
             dq = after["quality"] - before["quality"] if before and after else None
+            dw_s = "n/a" if dw is None else f"{dw:+.1f}"
+            dq_s = "n/a" if dq is None else f"{dq:+.3f}"
             lines.append(f"| {s} | {t} | {r['own-sample agreement (α*)']:.3f} | {r['pairs right (untied)']:.3f} "
-                         f"| {dw:+.1f} | {dq:+.3f} |")
+                         f"| {dw_s} | {dq_s} |")
     return "\n".join(lines) + "\n"
 
 

@@ -47,18 +47,12 @@ def agreement(ranker_diff, judge_pref) -> tuple[np.ndarray, int]:
     return hits, int((~decided).sum())
 
 
-def bootstrap_ci(hits: np.ndarray, rounds: int = 1000, seed: int = 0) -> tuple[float | None, float | None]:
-    """Percentile 95% interval of the mean of ``hits`` (None when empty)."""
-    if len(hits) == 0:
-        return None, None
-    rng = np.random.default_rng(seed)
-    means = hits[rng.integers(0, len(hits), size=(rounds, len(hits)))].mean(axis=1)
-    lo, hi = np.percentile(means, [2.5, 97.5])
-    return float(lo), float(hi)
-
-
 def summarise(hits: np.ndarray, n_ties: int, seed: int) -> dict:
-    lo, hi = bootstrap_ci(hits, seed=seed)
+    """Agreement, its 95% percentile-bootstrap interval (dicekit.evals.reward_accuracy.bootstrap_ci,
+    1000 resamples; None below two comparisons) and the counts."""
+    from dicekit.evals.reward_accuracy import bootstrap_ci, to_float
+
+    lo, hi = (to_float(x) for x in bootstrap_ci(hits, 1000, seed)[0])
     return {"agreement": float(hits.mean()) if len(hits) else None, "ci_low": lo, "ci_high": hi,
             "n_decided": int(len(hits)), "n_ties": n_ties}
 
@@ -75,14 +69,9 @@ class Comparisons:
 
 def selected_pairs(samples: pd.DataFrame, alpha: float, unit: str) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(rejected rows, chosen rows) of the best-vs-worst pairs at α, kept ones only — the same
-    selection as the round's (dicekit.round.pack_valid: identical responses are degenerate)."""
-    from dicekit.round import pack_valid
-
-    valid, groups = pack_valid(samples, unit)
-    sel = P.select(groups, alpha)
-    g = np.flatnonzero(sel.keep)
-    return (valid.iloc[groups.row[g, sel.rejected_col[g]]].reset_index(drop=True),
-            valid.iloc[groups.row[g, sel.chosen_col[g]]].reset_index(drop=True))
+    selection as the round's (dicekit.pairs.pack_valid: identical responses are degenerate)."""
+    chosen, rejected, _, _ = P.selected_rows(*P.pack_valid(samples, unit), alpha)
+    return rejected, chosen
 
 
 def random_pairs(samples: pd.DataFrame, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -110,7 +99,6 @@ def diagnose_samples(samples: pd.DataFrame, judge, *, alpha_star: float, unit: s
     """The diagnostic for one round's samples (see module docstring). ``judge``: a PairwiseJudge."""
     from dicekit.evals.alpaca import annotate
     from dicekit.evals.judges import Comparison
-    from dicekit.round import sample_lengths
 
     sets = {}
     for name, alpha in (("pairs_alpha_star", alpha_star), ("pairs_alpha_0", 0.0)):
@@ -133,7 +121,7 @@ def diagnose_samples(samples: pd.DataFrame, judge, *, alpha_star: float, unit: s
     for k, (name, (a, b)) in enumerate(sets.items()):
         p = [pref[where[Comparison(pa, ra, rb)]] for pa, ra, rb in zip(a["prompt"], a["response"], b["response"])]
         reward_diff = b["reward"].to_numpy() - a["reward"].to_numpy()
-        length_diff = sample_lengths(b, unit) - sample_lengths(a, unit)
+        length_diff = P.sample_lengths(b, unit) - P.sample_lengths(a, unit)
         lr_diff = reward_diff - alpha_star * length_diff
         rankers = {
             "pairs_alpha_star": {"implicit_reward": lr_diff},  # the score that selected them

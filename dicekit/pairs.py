@@ -26,8 +26,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-DEFAULT_ALPHA_GRID = (0.0, 0.999, 0.001)  # start, stop (inclusive), step — the official grid
-
 
 def reward_lr(reward, length, alpha: float):
     """Length-regularised implicit reward, Eq. 5: ``reward - alpha * length`` (elementwise)."""
@@ -257,3 +255,44 @@ def draw_offline(offline_prompt_keys, used_prompt_keys, n: int, seed) -> np.ndar
         raise ValueError(f"asked for {n} offline pairs but only {len(eligible)} are from unused prompts")
     rng = np.random.default_rng(seed)
     return np.sort(rng.choice(eligible, size=n, replace=False))
+
+
+# ----------------------------------------------------------------------------- samples tables
+# The round, the plots, the run readers and the diagnostic pack a samples table (one row per
+# sample: prompt_id, sample_id, reward, n_chars, n_tokens, valid, response_ids) the same way, here.
+
+
+def sample_lengths(samples, unit: str) -> np.ndarray:
+    """Each sample's length in ``unit`` as float64: ``chars`` → ``n_chars``, ``tokens`` → ``n_tokens``."""
+    if unit not in ("chars", "tokens"):
+        from dicekit.errors import UserError
+
+        raise UserError(f"length_unit must be 'chars' or 'tokens', got {unit!r}")
+    return samples["n_chars" if unit == "chars" else "n_tokens"].to_numpy(dtype=np.float64)
+
+
+def pack_valid(samples, unit: str):
+    """(valid samples, their :class:`Groups`), as a round packs them: only rows whose ``valid`` is
+    true; two samples of a prompt with identical response token IDs (the response text when the table
+    has no ``response_ids``) share a dup key, so a pair of them is degenerate."""
+    import pandas as pd
+
+    valid = samples[samples["valid"].astype(bool)].reset_index(drop=True)
+    if "response_ids" in valid:
+        key = valid["response_ids"].map(lambda x: ",".join(map(str, x)))
+    else:
+        key = valid["response"].astype(str)
+    dup = pd.factorize(valid["prompt_id"].astype(str) + "\x1f" + key)[0]
+    groups = pack(valid["prompt_id"].to_numpy(), valid["sample_id"].to_numpy(), valid["reward"].to_numpy(),
+                  sample_lengths(valid, unit), dup)
+    return valid, groups
+
+
+def selected_rows(valid, groups: Groups, alpha: float):
+    """(chosen rows, rejected rows, Selection, kept group indices) of the best-vs-worst pairs at α:
+    the rows of ``valid`` (from :func:`pack_valid`) of each kept pair, in prompt order."""
+    sel = select(groups, alpha)
+    g = np.flatnonzero(sel.keep)
+    chosen = valid.iloc[groups.row[g, sel.chosen_col[g]]].reset_index(drop=True)
+    rejected = valid.iloc[groups.row[g, sel.rejected_col[g]]].reset_index(drop=True)
+    return chosen, rejected, sel, g

@@ -71,15 +71,8 @@ def round_alpha_star(run_dir, t: int) -> float | None:
 
 
 def pack_samples(samples: pd.DataFrame, unit: str) -> P.Groups:
-    """Valid samples packed per prompt, as the round packs them (identical token IDs = one response)."""
-    valid = samples[samples["valid"].astype(bool)].reset_index(drop=True)
-    if "response_ids" in valid:
-        key = valid["response_ids"].map(lambda x: ",".join(map(str, x)))
-    else:
-        key = valid["response"].astype(str)
-    dup = pd.factorize(valid["prompt_id"].astype(str) + "\x1f" + key)[0]
-    return P.pack(valid["prompt_id"].to_numpy(), valid["sample_id"].to_numpy(), valid["reward"].to_numpy(),
-                  runs.sample_length(valid, unit).to_numpy(), dup)
+    """Valid samples packed per prompt, as the round packs them (dicekit.pairs.pack_valid)."""
+    return P.pack_valid(samples, unit)[1]
 
 
 def length_diff_by_alpha(samples: pd.DataFrame, alphas, unit: str = "chars") -> dict[float, np.ndarray]:

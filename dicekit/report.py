@@ -61,7 +61,11 @@ def _last_step(log: pd.DataFrame | None) -> dict:
 
 
 def round_row(run_dir, t: int, evals: pd.DataFrame | None) -> dict:
-    """One row of the per-round table; numbers from metrics.json, else recomputed from pairs.parquet."""
+    """One row of the per-round table. α and the pair counts come from metrics.json (counts from
+    pairs.parquet when it lacks them); the mean lengths and reward margins are always computed from
+    pairs.parquet (generated pairs, lengths from samples.parquet, see runs.pair_table); the final
+    loss and train reward accuracy from the last step of train_log.jsonl, else metrics.json; win
+    rates from the round's evaluations."""
     m = runs.load_metrics(run_dir, t) or {}
     cfg = runs.load_config(run_dir, t) or {}
     unit = cfg.get("length_unit", "chars")

@@ -51,6 +51,10 @@ class _OneModel:
             self.spec = spec
         return self.pair
 
+    def release(self) -> None:
+        """Free the held model (before training loads its own copy)."""
+        self.spec, self.pair = None, None
+
 
 def models_for_round(cfg: RoundConfig, t: int) -> tuple[str, str]:
     """(policy π_{t-1}, reference π_{t-2}) specs for round t."""
@@ -213,26 +217,10 @@ def _score_shards(cfg: RoundConfig, model, work: Path, name: str, column: str, s
             advance()
 
 
-def sample_lengths(samples: pd.DataFrame, unit: str) -> np.ndarray:
-    return samples["n_chars" if unit == "chars" else "n_tokens"].to_numpy(dtype=np.float64)
-
-
-def pack_valid(samples: pd.DataFrame, unit: str) -> tuple[pd.DataFrame, P.Groups]:
-    """Valid samples and their Groups matrix (dup keys = identical response token IDs)."""
-    valid = samples[samples["valid"]].reset_index(drop=True)
-    dup = pd.factorize(valid["prompt_id"] + "\x1f" + valid["response_ids"].map(lambda x: ",".join(map(str, x))))[0]
-    groups = P.pack(valid["prompt_id"].to_numpy(), valid["sample_id"].to_numpy(), valid["reward"].to_numpy(),
-                    sample_lengths(valid, unit), dup)
-    return valid, groups
-
-
 def generated_pairs(valid: pd.DataFrame, groups: P.Groups, alpha: float, unit: str) -> tuple[pd.DataFrame, int]:
     """Best-vs-worst pairs at α (kept ones, in prompt order) and the number of degenerate ones."""
-    sel = P.select(groups, alpha)
-    g = np.flatnonzero(sel.keep)
-    c = valid.iloc[groups.row[g, sel.chosen_col[g]]].reset_index(drop=True)
-    r = valid.iloc[groups.row[g, sel.rejected_col[g]]].reset_index(drop=True)
-    lc, lr = sample_lengths(c, unit), sample_lengths(r, unit)
+    c, r, sel, g = P.selected_rows(valid, groups, alpha)
+    lc, lr = P.sample_lengths(c, unit), P.sample_lengths(r, unit)
     df = pd.DataFrame({
         "prompt_id": c["prompt_id"], "prompt": c["prompt"], "chosen": c["response"], "rejected": r["response"],
         "source": "generated", "chosen_sample_id": c["sample_id"].astype("Int64"),
@@ -248,7 +236,7 @@ def generated_pairs(valid: pd.DataFrame, groups: P.Groups, alpha: float, unit: s
 def stage_pairs(cfg: RoundConfig, t: int, rdir: Path, models: _OneModel, samples: pd.DataFrame, policy: str) -> tuple[pd.DataFrame, dict]:
     """α* search, pairs, replay → alpha_sweep.csv + pairs.parquet."""
     out = rdir / "pairs.parquet"
-    valid, groups = pack_valid(samples, cfg.length_unit)
+    valid, groups = P.pack_valid(samples, cfg.length_unit)
     grid = P.alpha_grid(*cfg.alpha_grid)
     alpha_star, tried, mean_diff, n_pairs = P.search_alpha(groups, grid, cfg.alpha_search)
     alpha = alpha_star if cfg.alpha is None else float(cfg.alpha)
@@ -399,7 +387,7 @@ def run_round(cfg: RoundConfig, round_: int | None = None) -> Path:
         rundir.write_yaml(rdir / "config.yaml", {**current, "alpha": info["alpha"]})
     n_gen = int((pairs_df["source"] == "generated").sum())
     say(f"pairs: alpha={info['alpha']:.4g}, {n_gen} generated + {len(pairs_df) - n_gen} offline", quiet)
-    models.pair = None
+    models.release()
     t0 = time.perf_counter()
     train = {}
     if not (rdir / "model").exists():

@@ -178,9 +178,9 @@ def eval_table(run_dir: str | Path) -> pd.DataFrame | None:
 
 def sample_length(samples: pd.DataFrame, unit: str) -> pd.Series:
     """Each sample's length in ``unit`` (``chars`` → n_chars, ``tokens`` → n_tokens)."""
-    if unit not in ("chars", "tokens"):
-        raise UserError(f"length_unit must be 'chars' or 'tokens', got {unit!r}")
-    return samples["n_chars" if unit == "chars" else "n_tokens"].astype("float64")
+    from dicekit.pairs import sample_lengths
+
+    return pd.Series(sample_lengths(samples, unit), index=samples.index)
 
 
 def pair_table(pairs: pd.DataFrame, samples: pd.DataFrame | None = None, unit: str = "chars") -> pd.DataFrame:

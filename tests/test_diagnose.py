@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from dicekit.diagnose import agreement, bootstrap_ci, diagnose_samples
+from dicekit.diagnose import agreement, diagnose_samples, summarise
 
 
 class QualityJudge:
@@ -47,11 +47,14 @@ def test_agreement_by_hand():
     assert hits.tolist() == [0.0]
 
 
-def test_bootstrap_ci_brackets_the_mean():
+def test_summary_interval_brackets_the_mean():
     hits = np.array([1.0] * 70 + [0.0] * 30)
-    lo, hi = bootstrap_ci(hits, seed=1)
-    assert lo < 0.7 < hi and hi - lo < 0.25
-    assert bootstrap_ci(np.array([])) == (None, None)
+    s = summarise(hits, 3, seed=1)
+    assert s["agreement"] == 0.7 and s["n_decided"] == 100 and s["n_ties"] == 3
+    # binomial standard error sqrt(.7 * .3 / 100) = 0.0458: a 95% interval of about ±0.09
+    assert 0.58 < s["ci_low"] < 0.66 and 0.74 < s["ci_high"] < 0.82
+    empty = summarise(np.array([]), 0, seed=0)
+    assert (empty["agreement"], empty["ci_low"], empty["ci_high"]) == (None, None, None)
 
 
 def test_reward_equal_to_quality_agrees_fully():
@@ -88,7 +91,7 @@ def test_round_calls_a_judge_only_when_asked(round_values, tmp_path, monkeypatch
     from dicekit.round import run_round
     from tests.evals.test_openai_judge import FakeJudgeServer
 
-    monkeypatch.setenv("DICEKIT_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("DICEKIT_CACHE", str(tmp_path / "cache"))
     monkeypatch.setenv("FAKE_JUDGE_KEY", "sk-test")
     server = FakeJudgeServer()
     try:

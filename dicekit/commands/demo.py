@@ -10,8 +10,9 @@ The embedded default, end to end, offline, on CPU:
    ``DIR/ablations/alpha0`` and with γ = 1 (offline pairs only) in ``DIR/ablations/offline_only``,
    and the oracle-pairs control of round 1 in ``DIR/controls/oracle_pairs`` (dicekit.world.control);
 4. evaluate every model on the held-out eval prompts (dicekit.world.evaluate): oracle win rate
-   against the fixed reference responses (+ LC win rate), mean length, mean true quality, and the
-   implicit reward's accuracy on held-out pairs against the annotators and against the oracle;
+   against the fixed reference responses (no LC win rate: see the report's notes), mean length, mean
+   true quality, and the implicit reward's accuracy on held-out pairs against the annotators and
+   against the oracle;
 5. compute the table from the files step 4 wrote, save it as ``DIR/demo_summary.json``, print it
    and write the report (``dicekit.report.write_report``) into ``DIR/report/``.
 

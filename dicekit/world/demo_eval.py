@@ -27,7 +27,8 @@ import pandas as pd
 
 from dicekit import rundir
 from dicekit.data import read_jsonl
-from dicekit.world import evaluate, metrics
+from dicekit.evals.reward_accuracy import accuracy
+from dicekit.world import evaluate
 from dicekit.world.oracle import quality
 
 _SLUG = {"π_-1": "pi_m1"}
@@ -110,25 +111,34 @@ def write_round_evals(out: Path, runs: dict[str, Path], rounds: int) -> None:
 
 
 def own_sample_row(run_dir: Path, t: int) -> dict:
-    """The DICE precondition on round t's own samples (π_{t-1} ranked by its implicit reward)."""
+    """The DICE precondition on round t's own samples (π_{t-1} ranked by its implicit reward).
+
+    Pair numbers the round already wrote are read, not recomputed: "pairs right (untied)" and "pairs
+    tied" from the round diagnostic in metrics.json (the world oracle on the best-vs-worst pairs at
+    α*, at most ``diagnose_max_pairs`` of them), "len chosen − rejected" = its ``mean_len_diff``."""
     samples = pd.read_parquet(run_dir / f"round_{t}" / "samples.parquet")
     m = json.loads((run_dir / f"round_{t}" / "metrics.json").read_text())
     alpha = float(m["alpha"])
-    at_star = evaluate.own_sample_diagnostics(samples, alpha=alpha)
-    at_zero = evaluate.own_sample_diagnostics(samples, alpha=0.0)
+    own = evaluate.own_sample_diagnostics(samples, alphas=(alpha, 0.0))
+    at_star, at_zero = own["by_alpha"][alpha], own["by_alpha"][0.0]
+    # a round that trains on no generated pairs (γ = 1) still diagnoses its samples' pairs: not shown
+    diag = (m.get("diagnostic") or {}).get("pairs_alpha_star") or {} if m.get("n_pairs_generated") != 0 else {}
+    judged = diag.get("implicit_reward") or {}
+    right = judged.get("agreement")
+    tied = judged["n_ties"] / diag["n_pairs"] if diag.get("n_pairs") else None
     pairs = pd.read_parquet(run_dir / f"round_{t}" / "pairs.parquet")
     gen = pairs[pairs["source"] == "generated"]
-    qc = np.array([quality(p, c) for p, c in zip(gen["prompt"], gen["chosen"])])
-    qr = np.array([quality(p, r) for p, r in zip(gen["prompt"], gen["rejected"])])
+    dq = [quality(p, c) - quality(p, r) for p, c, r in zip(gen["prompt"], gen["chosen"], gen["rejected"])]
+    nan = float("nan")
     return {
         "round": t, "alpha*": alpha, "own-sample agreement (α*)": at_star["own_pair_agreement"],
         "own-sample agreement (α=0)": at_zero["own_pair_agreement"], "corr(reward_lr, quality)": at_star["own_corr_quality"],
         "corr(reward, length)": at_zero["own_corr_length"],
-        "pairs right (untied)": float((qc > qr)[qc != qr].mean()) if (qc != qr).any() else float("nan"),
-        "pairs tied": float((qc == qr).mean()) if len(qc) else float("nan"),
-        "quality chosen − rejected": float((qc - qr).mean()) if len(qc) else float("nan"),
-        "len chosen − rejected": float((gen["chosen"].str.len() - gen["rejected"].str.len()).mean()),
-        "samples quality": at_zero["own_quality"], "oracle best of K": at_zero["oracle_best_of_k"],
+        "pairs right (untied)": nan if right is None else float(right),
+        "pairs tied": nan if tied is None else float(tied),
+        "quality chosen − rejected": float(np.mean(dq)) if dq else nan,
+        "len chosen − rejected": nan if m.get("mean_len_diff") is None else float(m["mean_len_diff"]),
+        "samples quality": own["own_quality"], "oracle best of K": own["oracle_best_of_k"],
     }
 
 
@@ -144,8 +154,8 @@ def world_row(out: Path) -> dict:
         "offline pairs": len(off), "oracle ties": float((qc == qr).mean()),
         "labels agree with oracle (untied)": float((qc > qr)[qc != qr].mean()),
         "len chosen − rejected": float(np.mean([len(r["chosen"]) - len(r["rejected"]) for r in off])),
-        "held-out pairs": len(held), "held-out labels agree with oracle": metrics.accuracy(np.sign(hq)[hq != 0]),
-        "longer-wins vs oracle (held-out)": metrics.accuracy((np.sign(hl) * np.sign(hq))[hq != 0]),
+        "held-out pairs": len(held), "held-out labels agree with oracle": accuracy(np.sign(hq)[hq != 0]),
+        "longer-wins vs oracle (held-out)": accuracy((np.sign(hl) * np.sign(hq))[hq != 0]),
     }
 
 
@@ -171,9 +181,14 @@ NOTES = (
     "Win rate: percent of eval comparisons the oracle judges better than the fixed reference response "
     "(draws count half), over sampled responses (the rounds' decoding) and over greedy ones. Quality: the "
     "oracle's mean score in [0, 1]. Reward accuracy: the implicit reward of π_t against π_{t-1} on held-out "
-    "pairs of π_-1 samples, against the annotators' label and against the oracle (oracle ties left out). "
-    "Own-sample agreement: over pairs of one prompt's K round samples with different oracle quality, the "
-    "fraction the length-regularised implicit reward orders like the oracle (0.5 = chance). The oracle-pairs "
+    "pairs of π_-1 samples, against the annotators' label and against the oracle (oracle ties left out); a "
+    "pair counts as right only if the chosen side's reward is strictly higher (a reward tie counts as wrong, "
+    "as RewardBench and dicekit eval reward-accuracy; the same rule for \"longer-wins\", where equal lengths "
+    "count as wrong). Own-sample agreement: over pairs of one prompt's K round samples with different oracle "
+    "quality, the fraction the length-regularised implicit reward orders like the oracle (a reward tie counts "
+    "half; 0.5 = chance). Pairs right (untied) / pairs tied: the round diagnostic's oracle agreement on the "
+    "best-vs-worst pairs at α* (pairs of equal quality left out) and the share of such ties; len chosen − "
+    "rejected: the round's mean over its generated pairs (metrics.json). The oracle-pairs "
     "control is round 1 retrained with pairs picked by the oracle from the same samples (dicekit.world.control): "
     "what a perfect ranker would have given. The "
     "length-controlled win rate is not shown: alpaca_eval's GLM needs a per-instruction difficulty, which "

@@ -22,7 +22,8 @@ import numpy as np
 import pandas as pd
 
 from dicekit import rundir
-from dicekit import pairs as P
+from dicekit.evals.metrics import head_to_head
+from dicekit.evals.reward_accuracy import accuracy
 from dicekit.world import metrics
 from dicekit.world.judge import OracleJudge
 from dicekit.world.oracle import quality
@@ -57,25 +58,18 @@ def generate_outputs(model_dir: str | Path, eval_prompts: list[dict], out_path: 
 
 
 def score_pairs(policy_dir: str | Path, reference_dir: str | Path, pairs: list[dict], out_path: Path) -> Path:
-    """Implicit reward of chosen and rejected under (policy, reference) for each held-out pair."""
-    from dicekit.models import end_of_turn_id, load_model, prompt_ids, response_ids, stop_token_ids
-    from dicekit.objectives import implicit_reward
-    from dicekit.score import score_sequences
+    """Implicit reward of chosen and rejected under (policy, reference) for each held-out pair, through
+    the evaluation suite's scorer (dicekit.evals.reward_scoring.score_pairs: token IDs templated as the
+    round does, both sides in one scoring pass per model, the two tokenizers checked to match)."""
+    from dicekit.evals.reward_scoring import score_pairs as score
 
-    logps = {}
-    for name, spec in (("policy", policy_dir), ("reference", reference_dir)):
-        model, tok = load_model(str(spec))
-        eot = end_of_turn_id(tok, stop_token_ids(model, tok))
-        p_ids = [prompt_ids(tok, p["prompt"]) for p in pairs]
-        for side in ("chosen", "rejected"):
-            r_ids = [response_ids(tok, p[side], eot) for p in pairs]
-            logps[name, side] = score_sequences(model, p_ids, r_ids)
+    scored = score(str(policy_dir), str(reference_dir), pd.DataFrame(pairs, columns=["prompt", "chosen", "rejected"]))
     rows = []
     for i, p in enumerate(pairs):
         rows.append({
             "prompt_id": p["prompt_id"], "prompt": p["prompt"], "chosen": p["chosen"], "rejected": p["rejected"],
-            "reward_chosen": float(implicit_reward(logps["policy", "chosen"][i], logps["reference", "chosen"][i])),
-            "reward_rejected": float(implicit_reward(logps["policy", "rejected"][i], logps["reference", "rejected"][i])),
+            "reward_chosen": float(scored["chosen_reward"].iloc[i]),
+            "reward_rejected": float(scored["rejected_reward"].iloc[i]),
             "quality_chosen": p.get("quality_chosen", quality(p["prompt"], p["chosen"])),
             "quality_rejected": p.get("quality_rejected", quality(p["prompt"], p["rejected"])),
         })
@@ -89,58 +83,50 @@ def score_pairs(policy_dir: str | Path, reference_dir: str | Path, pairs: list[d
 def summarize_outputs(rows: list[dict]) -> dict:
     """Win rate vs the fixed reference (oracle judge), mean length in characters, mean quality."""
     df = pd.DataFrame(rows)
-    wr = metrics.win_rate(df["preference"].tolist())
+    wr = head_to_head(df["preference"].tolist())
     return {**wr, "avg_length": float(df["output"].str.len().mean()), "quality": float(df["quality"].mean()),
             "quality_reference": float(df["quality_reference"].mean())}
 
 
 def summarize_rewards(rows: list[dict]) -> dict:
-    """Implicit-reward accuracy against the annotators' labels and against the oracle (non-tied pairs)."""
+    """Implicit-reward accuracy against the annotators' labels and against the oracle (pairs of equal
+    oracle quality left out); a pair is right iff its reward margin has the label's sign — a zero
+    margin counts as wrong (dicekit.evals.reward_accuracy.accuracy, as RewardBench)."""
     df = pd.DataFrame(rows)
     margin = df["reward_chosen"] - df["reward_rejected"]
     dq = df["quality_chosen"] - df["quality_rejected"]
     untied = dq != 0
     return {
-        "reward_acc_annotator": metrics.accuracy(margin),
-        "reward_acc_oracle": metrics.accuracy((margin * np.sign(dq))[untied]),
-        "annotator_acc_oracle": metrics.accuracy(np.sign(dq)[untied]),
+        "reward_acc_annotator": accuracy(margin),
+        "reward_acc_oracle": accuracy((margin * np.sign(dq))[untied]),
+        "annotator_acc_oracle": accuracy(np.sign(dq)[untied]),
         "n_pairs": int(len(df)), "n_untied": int(untied.sum()),
     }
 
 
-def own_sample_diagnostics(samples: pd.DataFrame, alpha: float = 0.0, length_col: str = "n_chars") -> dict:
+def own_sample_diagnostics(samples: pd.DataFrame, alphas=(0.0,), length_col: str = "n_chars") -> dict:
     """The DICE precondition on one round's samples (columns prompt_id, prompt, response, reward and
-    ``length_col``; only ``valid`` rows if that column exists).
+    ``length_col``; only ``valid`` rows if that column exists). The oracle scores each sample once.
 
-    * ``own_pair_agreement``: among within-prompt sample pairs of different oracle quality, the
-      fraction the length-regularised reward (reward − α·length) orders like the oracle.
-    * ``own_corr_quality`` / ``own_corr_length``: within-prompt correlation of that reward with
+    * ``own_quality``: mean oracle quality of the samples; ``oracle_best_of_k``: mean over prompts of
+      the best sample's quality.
+    * ``by_alpha[α]`` for each α of ``alphas``: ``own_pair_agreement`` — among within-prompt sample
+      pairs of different oracle quality, the fraction the length-regularised reward (reward − α·length)
+      orders like the oracle (a reward tie counts half; 0.5 = chance) — with ``own_pairs`` such pairs,
+      and ``own_corr_quality`` / ``own_corr_length``: within-prompt correlation of that reward with
       quality / with length.
-    * ``bw_agreement``: among best-vs-worst pairs (DICE's choice) of different quality, the fraction
-      where the chosen one is better; ``bw_quality_gain``: mean quality(chosen) − mean quality of all
-      samples of the prompt (how much the selection helps on average).
     """
-    df = samples[samples["valid"]] if "valid" in samples.columns else samples
+    df = samples[samples["valid"].astype(bool)] if "valid" in samples.columns else samples
     df = df.reset_index(drop=True)
     q = np.array([quality(p, r) for p, r in zip(df["prompt"], df["response"])])
-    score = df["reward"].to_numpy(float) - alpha * df[length_col].to_numpy(float)
-    agree, n = metrics.pair_agreement(df["prompt_id"], score, q)
-    # DICE's own choice of pairs (dicekit.pairs, as the round makes it)
-    groups = P.pack(df["prompt_id"].to_numpy(), df["sample_id"].to_numpy(), df["reward"].to_numpy(float),
-                    df[length_col].to_numpy(float))
-    sel = P.select(groups, alpha)
-    g = np.flatnonzero(sel.keep)
-    best, worst = groups.row[g, sel.chosen_col[g]], groups.row[g, sel.rejected_col[g]]
-    bw = pd.DataFrame({"group": groups.prompt_index[g], "best": best, "worst": worst})
-    qb, qw = q[best], q[worst]
-    mean_q = pd.Series(q).groupby(df["prompt_id"]).mean()
-    untied = qb != qw
-    return {
-        "own_pair_agreement": agree, "own_pairs": n,
-        "own_corr_quality": metrics.within_group_corr(df["prompt_id"], score, q),
-        "own_corr_length": metrics.within_group_corr(df["prompt_id"], score, df[length_col]),
-        "bw_agreement": float((qb > qw)[untied].mean()) if untied.any() else float("nan"),
-        "bw_tied": float(1 - untied.mean()) if len(untied) else float("nan"),
-        "bw_quality_gain": float((qb - mean_q.loc[bw["group"]].to_numpy()).mean()) if len(bw) else float("nan"),
-        "own_quality": float(q.mean()), "oracle_best_of_k": float(pd.Series(q).groupby(df["prompt_id"]).max().mean()),
-    }
+    out = {"own_quality": float(q.mean()), "oracle_best_of_k": float(pd.Series(q).groupby(df["prompt_id"]).max().mean()),
+           "by_alpha": {}}
+    for alpha in alphas:
+        score = df["reward"].to_numpy(float) - alpha * df[length_col].to_numpy(float)
+        agree, n = metrics.pair_agreement(df["prompt_id"], score, q)
+        out["by_alpha"][float(alpha)] = {
+            "own_pair_agreement": agree, "own_pairs": n,
+            "own_corr_quality": metrics.within_group_corr(df["prompt_id"], score, q),
+            "own_corr_length": metrics.within_group_corr(df["prompt_id"], score, df[length_col]),
+        }
+    return out

@@ -42,7 +42,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import os
 import shutil
 import time
 from dataclasses import dataclass
@@ -136,8 +135,7 @@ _STAGE_SOURCES = {
 
 def cache_root() -> Path:
     """``$DICEKIT_CACHE/world`` or ``~/.cache/dicekit/world``."""
-    base = os.environ.get("DICEKIT_CACHE") or str(Path.home() / ".cache" / "dicekit")
-    return Path(base) / "world"
+    return rundir.cache_dir("world")
 
 
 def _versions() -> str:
@@ -261,8 +259,9 @@ def build_pi_0(cfg: WorldConfig, pi_m1: Path, offline: Path, out: Path, quiet: b
 
     rows = pd.read_parquet(offline / "offline_pairs.parquet")
     ref, _ = load_model(str(pi_m1), tokenizer=False)
-    rows["ref_chosen_logps"] = score_sequences(ref, list(rows["prompt_ids"]), list(rows["chosen_ids"]))
-    rows["ref_rejected_logps"] = score_sequences(ref, list(rows["prompt_ids"]), list(rows["rejected_ids"]))
+    n = len(rows)  # chosen and rejected in one call: each prompt's KV cache serves both sides
+    logps = score_sequences(ref, list(rows["prompt_ids"]) * 2, list(rows["chosen_ids"]) + list(rows["rejected_ids"]))
+    rows["ref_chosen_logps"], rows["ref_rejected_logps"] = logps[:n], logps[n:]
     del ref
     loss_type, weights = ("sigmoid",), None
     if cfg.pi0_sft_weight > 0:

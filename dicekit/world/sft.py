@@ -78,8 +78,7 @@ def train_sft(tokenizer, prompts: list[str], responses: list[str], out_dir: str 
 
     from dicekit.progress import bar
 
-    torch.manual_seed(spec.seed)
-    model = new_model(tokenizer, model_spec, spec.seed)
+    model = new_model(tokenizer, model_spec, spec.seed)  # seeds torch's global generator itself
     model.train()
     rows = sft_rows(tokenizer, prompts, responses)
     ids, masks = rows["input_ids"], rows["completion_mask"]

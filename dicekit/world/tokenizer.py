@@ -13,8 +13,6 @@ put in front of every encode; ``<|pad|>`` is a separate padding token.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 BOS, EOS, PAD, UNK, IM_START = "<|bos|>", "<|im_end|>", "<|pad|>", "[UNK]", "<|im_start|>"
 SPECIAL_TOKENS = [PAD, UNK, BOS, IM_START, EOS]
 CHAT_TEMPLATE = (
@@ -42,7 +40,3 @@ def train_tokenizer(texts: list[str]):
         additional_special_tokens=[IM_START], chat_template=CHAT_TEMPLATE, model_max_length=256,
         clean_up_tokenization_spaces=False,
     )
-
-
-def save_tokenizer(tokenizer, out_dir: str | Path) -> None:
-    tokenizer.save_pretrained(str(out_dir))

@@ -177,13 +177,28 @@ def test_compare_rankers_on_a_rounds_own_samples(tiny_world, tmp_path, capsys):
     unequal = [sum(quality(p, a) != quality(p, b) for a, b in combinations(rs, 2)) for p, rs in zip(prompts, replies)]
     expected = sum(min(2, n) for n in unequal)
     assert expected > 0
-    run, _ = _real_run(tiny_world, tmp_path / "run", prompts, replies)
+    run, s = _real_run(tiny_world, tmp_path / "run", prompts, replies)
     assert cli(["compare-rankers", "--samples", str(run), "--round", "1", "--oracle", "world", "--no-judge",
                 "--n-boot", "20", "--json"]) == 0
     r = json.loads(capsys.readouterr().out)
     assert r["policy"] == tiny_world["policy"] and r["n_pairs"] == expected  # ≤ 2 per prompt, unequal quality only
     rows = {x["ranker"]: x for x in r["rankers"]}
-    assert rows["implicit reward (DPO log-ratio)"]["truth_accuracy"] == rows["implicit reward (DPO log-ratio)"]["accuracy"]
+    # By hand, on the same pairs (the CLI's defaults: 2 per prompt, seed 0): each label is the oracle's,
+    # and the accuracies are those of the rewards _real_run scored itself (a tie would count as wrong).
+    from dicekit.rankers import oracle_pairs_from_samples
+
+    pairs = oracle_pairs_from_samples(s, quality, 2, 0)
+    assert len(pairs) == expected
+    assert all(quality(p, c) > quality(p, x) for p, c, x in zip(pairs["prompt"], pairs["chosen"], pairs["rejected"]))
+    reward = s.set_index(["prompt_id", "sample_id"])["reward"]
+    rc = reward.loc[list(zip(pairs["prompt_id"], pairs["chosen_sample_id"]))].to_numpy()
+    rr = reward.loc[list(zip(pairs["prompt_id"], pairs["rejected_sample_id"]))].to_numpy()
+    dpo = rows["implicit reward (DPO log-ratio)"]
+    assert abs(rc - rr).min() > 1e-6  # no pair near a tie, so float noise of re-scoring cannot flip one
+    assert dpo["accuracy"] == pytest.approx(float(np.mean(rc > rr)))
+    assert dpo["truth_accuracy"] == pytest.approx(float(np.mean(rc > rr)))
+    longer = np.mean(pairs["chosen"].str.len().to_numpy() > pairs["rejected"].str.len().to_numpy())
+    assert rows["longer wins"]["accuracy"] == pytest.approx(float(longer))
     assert rows["scalar reward model (offline pairs)"]["accuracy"] is None
     assert cli(["compare-rankers", "--samples", str(run), "--round", "1"]) == 2
     assert "--oracle" in capsys.readouterr().err

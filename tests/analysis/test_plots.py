@@ -69,6 +69,27 @@ def test_selection_matches_the_round_search(tmp_path):
     assert [sorted(d.tolist()) for d in diffs.values()] == [[60] * 4, [-60, -60, 60, 60], [-60] * 4]
 
 
+def test_selection_drops_invalid_and_identical_responses():
+    """As the round (dicekit.pairs.pack_valid, which dicekit.round uses): invalid samples are left out
+    and a pair of identical responses is degenerate. Hand-worked: p0's best (reward 3, 90 chars) is
+    invalid, so 2 (60) vs 0 (20) → +40; p1's two samples have the same token IDs → no pair; p2: 1 (10)
+    vs 0 (30) → −20. Without response_ids the response text decides what is identical."""
+
+    rows = [("p0", 0, 0.0, 20, [1], True), ("p0", 1, 3.0, 90, [2], False), ("p0", 2, 2.0, 60, [3], True),
+            ("p1", 0, 0.0, 40, [7, 7], True), ("p1", 1, 1.0, 40, [7, 7], True),
+            ("p2", 0, 0.0, 30, [4], True), ("p2", 1, 1.0, 10, [5], True)]
+    samples = pd.DataFrame([{"prompt_id": p, "sample_id": k, "reward": r, "n_chars": n, "n_tokens": len(ids),
+                             "response_ids": ids, "response": "x" * n if p != "p1" else "same", "valid": v}
+                            for p, k, r, n, ids, v in rows])
+    assert sorted(length_diff_by_alpha(samples, [0.0])[0.0].tolist()) == [-20.0, 40.0]
+    assert sorted(length_diff_by_alpha(samples.drop(columns="response_ids"), [0.0])[0.0].tolist()) == [-20.0, 40.0]
+    valid, groups = P.pack_valid(samples, "tokens")
+    assert len(valid) == 6 and groups.length[groups.mask].tolist() == [1, 1, 2, 2, 1, 1]
+    assert P.sample_lengths(valid, "chars").tolist() == [20, 60, 40, 40, 30, 10]
+    with pytest.raises(Exception, match="length_unit"):
+        P.sample_lengths(valid, "words")
+
+
 def test_parse_alphas():
     assert parse_alphas("0,ALPHA*,2*ALPHA*, 0.5*alpha*,0.003", 0.01) == pytest.approx([0, 0.01, 0.02, 0.005, 0.003])
 

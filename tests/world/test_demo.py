@@ -92,6 +92,44 @@ def test_every_number_in_the_table_comes_from_the_files(demo_run):
     rows = [json.loads(x) for x in (demo_run / "evals" / "pi_1" / "outputs.jsonl").read_text().splitlines()]
     assert models[2]["win_rate"] == pytest.approx(100 * sum(r["preference"] - 1 for r in rows) / len(rows))
     assert models[2]["n_total"] == len(rows) == 2 * 24
+    # by hand, not through summarize_demo: π_1's reward accuracy on the held-out pairs (a reward tie
+    # would count as wrong; oracle ties left out against the oracle)
+    rp = [json.loads(x) for x in (demo_run / "evals" / "pi_1" / "reward_pairs.jsonl").read_text().splitlines()]
+    margin = [r["reward_chosen"] - r["reward_rejected"] for r in rp]
+    assert models[2]["reward_acc_annotator"] == pytest.approx(sum(m > 0 for m in margin) / len(rp))
+    dq = [r["quality_chosen"] - r["quality_rejected"] for r in rp]
+    decided = [(m, d) for m, d in zip(margin, dq) if d != 0]
+    assert models[2]["reward_acc_oracle"] == pytest.approx(sum(m * d > 0 for m, d in decided) / len(decided))
+    # the own-sample row of DICE round 1, from the round's files
+    from dicekit.world.oracle import quality
+
+    own = saved[[k for k in saved if "own samples" in k][0]][0]
+    assert (own["run"], own["round"]) == ("DICE", 1)
+    rdir = demo_run / "round_1"
+    gen = pd.read_parquet(rdir / "pairs.parquet").query("source == 'generated'")
+    qc = [quality(p, c) for p, c in zip(gen["prompt"], gen["chosen"])]
+    qr = [quality(p, r) for p, r in zip(gen["prompt"], gen["rejected"])]
+    untied = [(a, b) for a, b in zip(qc, qr) if a != b]
+    assert 0 < len(gen) <= 50  # all of them judged by the round diagnostic (diagnose_max_pairs 50 at ci scale)
+    assert own["pairs right (untied)"] == pytest.approx(sum(a > b for a, b in untied) / len(untied))
+    assert own["pairs tied"] == pytest.approx(1 - len(untied) / len(gen))
+    assert own["len chosen − rejected"] == pytest.approx((gen["chosen"].str.len() - gen["rejected"].str.len()).mean())
+    samples = pd.read_parquet(rdir / "samples.parquet").query("valid")
+    agree = n = 0
+    for _, g in samples.groupby("prompt_id"):
+        q = [quality(p, r) for p, r in zip(g["prompt"], g["response"])]
+        rw = g["reward"].tolist()
+        for i in range(len(q)):
+            for j in range(i + 1, len(q)):
+                if q[i] != q[j]:
+                    n += 1
+                    agree += 1.0 if (rw[i] - rw[j]) * (q[i] - q[j]) > 0 else 0.5 if rw[i] == rw[j] else 0.0
+    assert own["own-sample agreement (α=0)"] == pytest.approx(agree / n)
+    # held-out "longer wins" against the oracle, equal lengths counting as wrong
+    held = [json.loads(x) for x in (demo_run / "world" / "heldout_pairs.jsonl").read_text().splitlines()]
+    dec = [r for r in held if r["quality_chosen"] != r["quality_rejected"]]
+    longer = sum((len(r["chosen"]) - len(r["rejected"])) * (r["quality_chosen"] - r["quality_rejected"]) > 0 for r in dec)
+    assert saved["World data"][0]["longer-wins vs oracle (held-out)"] == pytest.approx(longer / len(dec))
 
 
 def test_second_run_reuses_everything(demo_run, capsys):

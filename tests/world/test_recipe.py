@@ -4,7 +4,6 @@ import dataclasses
 import json
 
 import pandas as pd
-import pytest
 
 from dicekit.world import recipe, tasks
 from dicekit.world.oracle import quality
