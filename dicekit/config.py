@@ -86,6 +86,18 @@ class RoundConfig:
     diagnose_judge_base_url: str | None = None
     diagnose_judge_api_key_env: str = "OPENAI_API_KEY"
     diagnose_max_pairs: int | None = 200  # comparisons per set (bounds judge cost)
+    # round monitor (dicekit.analysis.health): judge-free signals → health.json, metrics.json["health"]
+    health: bool = True
+    health_pairs: str | None = None  # labelled pairs the rounds do not train on; None: a slice of offline_data
+    health_max_pairs: int = 200  # held-out pairs scored per round (under π_{t-1} and π_{t-2})
+    health_previous_reward: bool = False  # score the samples under π_{t-3} too: the consistency signal
+    # stabilisers (all off by default; what they did → metrics.json["stabilisers"])
+    reward_mode: Literal["round", "cumulative"] = "round"  # cumulative: rank by log π_{t-1} − log π_{-1}
+    filter_consistent: bool = False  # keep a generated pair only if the previous round's reward agrees
+    filter_top_fraction: float | None = None  # keep this fraction of generated pairs, largest margins first
+    gate: bool = False  # offline pairs only (γ = 1) for a round whose gate_signal is below gate_threshold
+    gate_signal: Literal["heldout_accuracy", "consistency", "variant_agreement"] = "heldout_accuracy"
+    gate_threshold: float = 0.6
     quiet: bool = False
 
 
@@ -247,6 +259,14 @@ def _validate_round(cfg: RoundConfig, source: str) -> None:
         bad("loss_weights", "needs one weight per loss_type")
     if cfg.max_steps is not None and cfg.max_steps < 1:
         bad("max_steps", "must be >= 1 (or null to use num_epochs)")
+    if cfg.health_max_pairs < 1:
+        bad("health_max_pairs", "must be >= 1")
+    if cfg.filter_top_fraction is not None and not 0.0 < cfg.filter_top_fraction <= 1.0:
+        bad("filter_top_fraction", "must be in (0, 1] (or null for no margin filter)")
+    if cfg.gate and not cfg.health:
+        bad("gate", "needs health: true (the gate reads the round monitor's signals)")
+    if cfg.gate and not cfg.offline_data:
+        bad("offline_data", "required when gate is true (the gate falls back to offline pairs)")
 
 
 _VALIDATORS = {RoundConfig: _validate_round}

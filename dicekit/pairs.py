@@ -296,3 +296,34 @@ def selected_rows(valid, groups: Groups, alpha: float):
     chosen = valid.iloc[groups.row[g, sel.chosen_col[g]]].reset_index(drop=True)
     rejected = valid.iloc[groups.row[g, sel.rejected_col[g]]].reset_index(drop=True)
     return chosen, rejected, sel, g
+
+
+# ----------------------------------------------------------------------------- stabilisers
+# Pair filters a round can apply to its generated best-vs-worst pairs (RoundConfig filter_*). Each
+# returns a keep mask over the pairs, in their order.
+
+
+def consistent_pairs(chosen_previous, rejected_previous) -> np.ndarray:
+    """Keep a pair only if the previous round's reward orders it the same way: strictly
+    ``previous(chosen) > previous(rejected)`` (CREAM-style consistency; a tie or nan is dropped).
+
+    Worked example: previous rewards (c, r) = (2, 1), (0, 3), (1, 1) → keep [True, False, False].
+    """
+    c = np.asarray(chosen_previous, dtype=np.float64)
+    r = np.asarray(rejected_previous, dtype=np.float64)
+    return np.greater(c, r, where=~(np.isnan(c) | np.isnan(r)), out=np.zeros(c.shape, dtype=bool))
+
+
+def top_margin_pairs(margin, fraction: float) -> np.ndarray:
+    """Keep the ``ceil(fraction · n)`` pairs of largest margin (chosen − rejected score; equal
+    margins: the earlier pair first). Worked example: margins (0.5, 3, 1, 3), fraction 0.5 → keep
+    pairs 1 and 3 → [False, True, False, True]; fraction 0.6 → 3 pairs → [False, True, True, True].
+    """
+    if not 0.0 < fraction <= 1.0:
+        raise ValueError(f"fraction must be in (0, 1], got {fraction}")
+    m = np.asarray(margin, dtype=np.float64)
+    k = int(np.ceil(fraction * len(m) - 1e-9))
+    order = np.argsort(-m, kind="stable")
+    keep = np.zeros(len(m), dtype=bool)
+    keep[order[:k]] = True
+    return keep

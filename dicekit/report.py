@@ -4,7 +4,8 @@ Reads (all optional except the round folders; see shared/CONTRACT.md for the rou
 
 * ``run.yaml``; per round ``config.yaml``, ``metrics.json``, ``samples.parquet``, ``pairs.parquet``,
   ``alpha_sweep.csv``, ``train_log.jsonl`` (through dicekit.runs); ``metrics.json``'s ``diagnostic``
-  (dicekit.diagnose) when the round ran it;
+  (dicekit.diagnose) when the round ran it; its ``health`` and ``stabilisers`` (the judge-free round
+  monitor, dicekit.analysis.health, and what the stabilisers did);
 * ``round_<t>/evals/*.json``: evaluations of π_t (``round_0`` = π_0) — win rates, lengths, any scalar
   fields; ``reward_accuracy*.json`` among them (written by ``dicekit eval reward-accuracy --out``) are
   shown as reward accuracy instead;
@@ -164,6 +165,7 @@ def write_report(run_dir, out_dir=None, extra: dict | None = None) -> Path:
            "(chosen − rejected); loss and reward accuracy are the last logged training step.", ""]
     md += [table([round_row(run, t, evals) for t in rounds]), ""]
     md += _diagnostic_section(run, rounds)
+    md += _health_section(run, rounds)
     md += _eval_section(evals, out)
     md += _length_section(run, rounds, out)
     logs = {t: log for t in rounds if (log := runs.load_train_log(run, t)) is not None and len(log)}
@@ -214,6 +216,53 @@ def _diagnostic_section(run: Path, rounds: list[int]) -> list[str]:
     return ["## Does the implicit reward agree with the judge on the policy's own samples?", "",
             "The round diagnostic: how often the judge prefers what the round's implicit reward prefers "
             "(judge draws and ranker ties left out), against the length-only baseline.", "", table(rows), ""]
+
+
+HOW_TO_READ_MONITOR = (
+    "How to read the monitor: each signal is measured by the round itself, before it trains, from what it "
+    "already has (no judge, no oracle). heldout_accuracy: the round's reward (π_{t-1} against π_{t-2}, "
+    "length-regularised at the round's α) on labelled pairs it does not train on, ties wrong; consistency: "
+    "how often this round's reward orders two of a prompt's samples like the previous round's reward; "
+    "variant_agreement: how often the length-normalised and reference-free log-probs order the round's "
+    "best-vs-worst pairs like the reward that picked them. 0.5 is chance for all three; brackets: 95% "
+    "bootstrap intervals. Verdict: the gate's rule (heldout_accuracy below the gate threshold, 0.6 unless "
+    "configured, predicts harm). What each signal predicted in the task world is measured in "
+    "benchmarks/README.md (\"round monitor\")."
+)
+
+
+def _signal(x) -> str:
+    if not isinstance(x, dict) or x.get("value") is None:
+        return "n/a"
+    ci = f" [{x['ci_low']:.2f}, {x['ci_high']:.2f}]" if x.get("ci_low") is not None else ""
+    return f"{x['value']:.3f}{ci}"
+
+
+def _health_section(run: Path, rounds: list[int]) -> list[str]:
+    """The judge-free round monitor (metrics.json ``health``) and the stabilisers' records."""
+    from dicekit.analysis.health import SIGNALS, verdict
+
+    rows = []
+    for t in rounds:
+        m = runs.load_metrics(run, t) or {}
+        h = m.get("health")
+        if not isinstance(h, dict):
+            continue
+        conf = runs.load_config(run, t) or {}
+        signal, threshold = conf.get("gate_signal", "heldout_accuracy"), conf.get("gate_threshold", 0.6)
+        row = {"round": t, **{name: _signal(h.get(name)) for name in SIGNALS}, "verdict": verdict(h, signal, threshold)}
+        stab = m.get("stabilisers") or {}
+        done = [f"{k}: kept {v['kept']} of {v['kept'] + v['dropped']}" for k, v in stab.items()
+                if isinstance(v, dict) and v.get("applied")]
+        if stab.get("reward_mode") == "cumulative":
+            done.append("cumulative reward")
+        if isinstance(stab.get("gate"), dict):
+            done.append("gate: " + ("offline pairs only" if stab["gate"]["fallback"] else "passed"))
+        row["stabilisers"] = "; ".join(done)
+        rows.append(row)
+    if not rows:
+        return []
+    return ["## Round monitor (judge-free)", "", HOW_TO_READ_MONITOR, "", table(rows), ""]
 
 
 def _eval_section(evals: pd.DataFrame | None, out: Path) -> list[str]:

@@ -10,6 +10,13 @@ Round t (t ≥ 1) of a run in ``cfg.run_dir``:
 4. **train** π_t by DPO from π_{t-1}, reference π_{t-1}                   → model/, train_log.jsonl
 5. **metrics**                                                           → metrics.json (round done)
 
+Between 2 and 3, the round monitor (dicekit.analysis.health, ``health: true``) writes judge-free
+signals to health.json (→ metrics.json["health"]); with the previous reward asked for (the
+consistency signal, ``filter_consistent``, ``reward_mode: cumulative``) the valid samples are also
+scored under π_{t-3} (and π_{-1})                                        → previous_rewards.parquet.
+Stage 3 then applies the configured stabilisers (consistency / top-margin filters, the gate that
+falls back to offline pairs) and records what they did                   → stabilisers.json.
+
 π_0 = ``cfg.policy``, π_{-1} = ``cfg.reference``, π_t = round_t/model. Each stage is skipped when
 its output exists; generation and scoring continue from their last saved shard. Samples are keyed
 by (seed, round, prompt_id, sample_id), so a resumed round produces the same files as an
@@ -32,7 +39,8 @@ from dicekit.reward import implicit_reward
 from dicekit.progress import say
 
 _RESUME_IGNORED = {"quiet", "report_to", "alpha", "num_rounds", "diagnose", "diagnose_judge", "diagnose_judge_base_url",
-                   "diagnose_judge_api_key_env", "diagnose_max_pairs",
+                   "diagnose_judge_api_key_env", "diagnose_max_pairs", "health", "health_pairs", "health_max_pairs",
+                   "health_previous_reward",  # health.json, once written, is reused
                    "score_tokens_per_batch"}  # batch size: the same scores up to float rounding
 
 
@@ -233,27 +241,45 @@ def generated_pairs(valid: pd.DataFrame, groups: P.Groups, alpha: float, unit: s
     return df, sel.n_degenerate
 
 
-def stage_pairs(cfg: RoundConfig, t: int, rdir: Path, models: _OneModel, samples: pd.DataFrame, policy: str) -> tuple[pd.DataFrame, dict]:
-    """α* search, pairs, replay → alpha_sweep.csv + pairs.parquet."""
-    out = rdir / "pairs.parquet"
+def round_alpha(cfg: RoundConfig, samples: pd.DataFrame):
+    """(valid samples, Groups, α used, α*, α sweep table) of a round's samples (Eq. 6 search)."""
     valid, groups = P.pack_valid(samples, cfg.length_unit)
     grid = P.alpha_grid(*cfg.alpha_grid)
     alpha_star, tried, mean_diff, n_pairs = P.search_alpha(groups, grid, cfg.alpha_search)
     alpha = alpha_star if cfg.alpha is None else float(cfg.alpha)
+    sweep = pd.DataFrame({"alpha": tried, "mean_len_diff": mean_diff, "n_pairs": n_pairs})
+    return valid, groups, alpha, alpha_star, sweep
+
+
+def stage_pairs(cfg: RoundConfig, t: int, rdir: Path, models: _OneModel, samples: pd.DataFrame, policy: str,
+                previous: pd.DataFrame | None = None, health: dict | None = None) -> tuple[pd.DataFrame, dict]:
+    """α* search, pairs, stabilisers, replay → alpha_sweep.csv + stabilisers.json + pairs.parquet.
+
+    ``samples``' ``reward`` is the one pairs are ranked by (the cumulative reward under
+    ``reward_mode: cumulative``); ``previous``/``health``: see :func:`stabilise`."""
+    import json
+
+    out = rdir / "pairs.parquet"
+    valid, groups, alpha, alpha_star, sweep = round_alpha(cfg, samples)
     info = {"alpha": alpha, "alpha_star": alpha_star}
     if out.exists():
+        stab = rdir / "stabilisers.json"
+        info["stabilisers"] = json.loads(stab.read_text()) if stab.exists() else None
         return pd.read_parquet(out), info
-    rundir.write_csv(rdir / "alpha_sweep.csv", pd.DataFrame({"alpha": tried, "mean_len_diff": mean_diff, "n_pairs": n_pairs}))
+    rundir.write_csv(rdir / "alpha_sweep.csv", sweep)
     gen, n_degenerate = generated_pairs(valid, groups, alpha, cfg.length_unit)
     info["n_degenerate"] = n_degenerate
+    gen, stab = stabilise(cfg, t, gen, previous, health)
+    gamma = stab["replay_ratio"]
+    info["stabilisers"] = stab
     offline = None
     n_off_avail = 0
-    if cfg.replay_ratio > 0:
+    if gamma > 0:
         offline = data.load_pairs(cfg.offline_data, cfg.offline_split, cfg.max_offline_pairs)
         used = set(gen["prompt"])
         offline_keys = [data.prompt_key(p) for p in offline["prompt"]]
         n_off_avail = sum(k not in used for k in offline_keys)
-    n_gen, n_off = P.replay_counts(len(gen), n_off_avail, cfg.replay_ratio, cfg.max_pairs)
+    n_gen, n_off = P.replay_counts(len(gen), n_off_avail, gamma, cfg.max_pairs)
     if n_gen < len(gen):
         keep = np.sort(np.random.default_rng([cfg.seed, t, 1]).choice(len(gen), n_gen, replace=False))
         gen = gen.iloc[keep].reset_index(drop=True)
@@ -264,9 +290,157 @@ def stage_pairs(cfg: RoundConfig, t: int, rdir: Path, models: _OneModel, samples
     result = pd.concat(frames, ignore_index=True)
     if len(result) == 0:
         raise UserError(f"{cfg.prompts}: round {t} has no training pairs (no prompt had "
-                        f"{cfg.min_valid_samples} valid samples and replay_ratio is {cfg.replay_ratio})")
+                        f"{cfg.min_valid_samples} valid samples and replay_ratio is {gamma})")
+    stab.update(n_pairs_generated=n_gen, n_pairs_offline=n_off)
+    rundir.write_json(rdir / "stabilisers.json", stab)
     rundir.write_parquet(out, result)
     return result, info
+
+
+def stabilise(cfg: RoundConfig, t: int, gen: pd.DataFrame, previous: pd.DataFrame | None,
+              health: dict | None) -> tuple[pd.DataFrame, dict]:
+    """Apply the configured stabilisers to the generated pairs; returns (kept pairs, record).
+
+    ``filter_consistent``: keep pairs the previous round's reward (``previous``: prompt_id,
+    sample_id, reward_previous; None in round 1) orders the same way; ``filter_top_fraction``: keep
+    that fraction with the largest margins; ``gate``: the replay ratio becomes 1 (offline pairs
+    only) when dicekit.analysis.health.gate_decision says the round's signal predicts harm. The
+    record says what each did (pairs kept, the gate's decision and why) and the replay ratio used."""
+    from dicekit.analysis.health import gate_decision
+
+    rec: dict = {"reward_mode": cfg.reward_mode, "n_generated_pairs_selected": int(len(gen))}
+    if cfg.filter_consistent:
+        if previous is None:
+            rec["filter_consistent"] = {"applied": False, "reason": "round 1 has no previous reward"}
+        else:
+            prev = previous.set_index(["prompt_id", "sample_id"])["reward_previous"]
+            look = lambda col: prev.reindex(list(zip(gen["prompt_id"], gen[col].astype("int64")))).to_numpy()  # noqa: E731
+            keep = P.consistent_pairs(look("chosen_sample_id"), look("rejected_sample_id"))
+            rec["filter_consistent"] = {"applied": True, "kept": int(keep.sum()), "dropped": int((~keep).sum())}
+            gen = gen[keep].reset_index(drop=True)
+    if cfg.filter_top_fraction is not None:
+        keep = P.top_margin_pairs(gen["chosen_reward_lr"] - gen["rejected_reward_lr"], cfg.filter_top_fraction)
+        rec["filter_top_fraction"] = {"applied": True, "fraction": cfg.filter_top_fraction, "kept": int(keep.sum()),
+                                      "dropped": int((~keep).sum())}
+        gen = gen[keep].reset_index(drop=True)
+    gamma = cfg.replay_ratio
+    if cfg.gate:
+        decision = gate_decision(health or {}, cfg.gate_signal, cfg.gate_threshold)
+        rec["gate"] = decision
+        if decision["fallback"]:
+            gamma = 1.0
+    rec["n_generated_pairs_kept"] = int(len(gen))
+    rec["replay_ratio"] = gamma
+    return gen, rec
+
+
+def needs_previous(cfg: RoundConfig, t: int) -> bool:
+    """Does round t score its samples under earlier models (previous reward, cumulative reward)?"""
+    consistency = cfg.health_previous_reward or (cfg.gate and cfg.gate_signal == "consistency")
+    return t >= 2 and (consistency or cfg.filter_consistent or cfg.reward_mode == "cumulative")
+
+
+def stage_previous(cfg: RoundConfig, t: int, rdir: Path, models: _OneModel, samples: pd.DataFrame) -> pd.DataFrame | None:
+    """The valid samples scored under π_{t-3} (and π_{-1} for ``reward_mode: cumulative``) →
+    previous_rewards.parquet: prompt_id, sample_id, ``reward_previous`` = log π_{t-2} − log π_{t-3}
+    (the reward round t−1 ranked its pairs by) and ``reward_cumulative`` = log π_{t-1} − log π_{-1}
+    (nan unless cumulative). None when round t needs neither (round 1 never does)."""
+    from dicekit.score import score_samples
+
+    if not needs_previous(cfg, t):
+        return None
+    out = rdir / "previous_rewards.parquet"
+    if out.exists():
+        return pd.read_parquet(out)
+    valid = samples[samples["valid"]].reset_index(drop=True)
+    prev_ref = models_for_round(cfg, t - 1)[1]  # the reference of round t-1: π_{t-3}
+    specs = {"logp_prev_ref": prev_ref}
+    if cfg.reward_mode == "cumulative":
+        specs["logp_base"] = cfg.reference
+    scores = {}
+    for column, spec in specs.items():
+        if column == "logp_base" and spec == prev_ref:
+            scores[column] = scores["logp_prev_ref"]  # round 2: π_{t-3} is π_{-1}
+            continue
+        model, _ = models.get(spec)
+        scores[column] = score_samples(model, valid, rdir / ".work" / f"score_{column}", column=column, quiet=cfg.quiet,
+                                       tokens_per_batch=cfg.score_tokens_per_batch,
+                                       label=f"scoring under {Path(spec).name or spec}").to_numpy()
+    lp_base = scores.get("logp_base", np.full(len(valid), np.nan))
+    df = pd.DataFrame({"prompt_id": valid["prompt_id"].to_numpy(), "sample_id": valid["sample_id"].to_numpy(),
+                       "logp_prev_ref": scores["logp_prev_ref"], "logp_base": lp_base,
+                       "reward_previous": implicit_reward(valid["logp_ref"].to_numpy(), scores["logp_prev_ref"]),
+                       "reward_cumulative": implicit_reward(valid["logp_policy"].to_numpy(), lp_base)})
+    if dist.is_main():
+        rundir.write_parquet(out, df)
+    return df
+
+
+def ranking_samples(cfg: RoundConfig, samples: pd.DataFrame, previous: pd.DataFrame | None) -> pd.DataFrame:
+    """The samples with ``reward`` as the round ranks them: unchanged, or the cumulative reward."""
+    if cfg.reward_mode != "cumulative" or previous is None:
+        return samples
+    cum = previous.set_index(["prompt_id", "sample_id"])["reward_cumulative"]
+    out = samples.copy()
+    out["reward"] = cum.reindex(list(zip(samples["prompt_id"], samples["sample_id"]))).to_numpy()
+    return out
+
+
+def stage_health(cfg: RoundConfig, t: int, rdir: Path, samples: pd.DataFrame, previous: pd.DataFrame | None,
+                 policy: str, reference: str) -> dict | None:
+    """The round monitor (dicekit.analysis.health) on the round's own reward → health.json."""
+    import json
+
+    from dicekit.analysis import health as H
+
+    if not cfg.health:
+        return None
+    out = rdir / "health.json"
+    if out.exists():
+        return json.loads(out.read_text())
+    seed = cfg.seed + t
+    valid, groups, alpha, _, _ = round_alpha(cfg, samples)
+    h: dict = {"alpha": alpha, "heldout_accuracy": _heldout_signal(cfg, t, policy, reference, alpha, seed)}
+    if previous is None:
+        h["consistency"] = H.unavailable("round 1 has no previous reward" if t == 1 else
+                                         "previous reward not scored (health_previous_reward: false)")
+    else:
+        prev = previous.set_index(["prompt_id", "sample_id"])["reward_previous"]
+        v = valid[["prompt_id", "sample_id", "reward"]]
+        h["consistency"] = H.consistency(v["prompt_id"], v["reward"],
+                                         prev.reindex(list(zip(v["prompt_id"], v["sample_id"]))).to_numpy(), seed=seed)
+    c, r, _, _ = P.selected_rows(valid, groups, alpha)
+    sides = {}
+    for side, rows in (("chosen", c), ("rejected", r)):
+        for col in ("reward", "logp_policy", "n_tokens"):
+            sides[f"{side}_{col}"] = rows[col].to_numpy(np.float64)
+        sides[f"{side}_length"] = P.sample_lengths(rows, cfg.length_unit)
+    h["variant_agreement"] = H.variant_agreement(pd.DataFrame(sides), alpha, seed=seed)
+    if dist.is_main():
+        rundir.write_json(out, h)
+    say(H.format_health(h), cfg.quiet or not dist.is_main())
+    return h
+
+
+def _heldout_signal(cfg: RoundConfig, t: int, policy: str, reference: str, alpha: float, seed: int) -> dict:
+    """The round's reward (π_{t-1} against π_{t-2}) on labelled pairs it does not train on."""
+    from dicekit.analysis.health import heldout_from_summary, unavailable
+    from dicekit.evals.reward_accuracy import summarize
+    from dicekit.evals.reward_scoring import score_pairs
+
+    source = cfg.health_pairs or cfg.offline_data
+    if not source:
+        return unavailable("no labelled pairs (set health_pairs or offline_data)")
+    split = cfg.offline_split if not cfg.health_pairs else "train"
+    pairs = data.load_pairs(source, split)
+    if len(pairs) > cfg.health_max_pairs:  # the same slice every round
+        keep = np.sort(np.random.default_rng([cfg.seed, 3]).choice(len(pairs), cfg.health_max_pairs, replace=False))
+        pairs = pairs.iloc[keep].reset_index(drop=True)
+    scored = score_pairs(policy, reference, pairs, length_unit=cfg.length_unit, dtype=cfg.score_dtype,
+                         tokens_per_batch=cfg.score_tokens_per_batch, quiet=True)
+    out = heldout_from_summary(summarize(scored, alpha, seed=seed))
+    out["source"] = "health_pairs" if cfg.health_pairs else "offline_data (pairs earlier rounds may have trained on)"
+    return out
 
 
 def _offline_rows(off: pd.DataFrame, models: _OneModel, policy: str, rdir: Path, cfg: RoundConfig, alpha: float) -> pd.DataFrame:
@@ -381,7 +555,10 @@ def run_round(cfg: RoundConfig, round_: int | None = None) -> Path:
     t0 = time.perf_counter()
     if not main:
         dist.wait_for([rdir / "pairs.parquet"], "pairs.parquet from rank 0")
-    pairs_df, info = stage_pairs(cfg, t, rdir, models, samples, policy)
+    previous = stage_previous(cfg, t, rdir, models, samples)
+    models.release()
+    health = stage_health(cfg, t, rdir, samples, previous, policy, reference)
+    pairs_df, info = stage_pairs(cfg, t, rdir, models, ranking_samples(cfg, samples, previous), policy, previous, health)
     timings["pairs_s"] = time.perf_counter() - t0
     if main:
         rundir.write_yaml(rdir / "config.yaml", {**current, "alpha": info["alpha"]})
@@ -397,6 +574,10 @@ def run_round(cfg: RoundConfig, round_: int | None = None) -> Path:
     if not main:
         return rdir
     metrics = {"round": t, **round_metrics(samples, pairs_df, info, train, rdir / "train_log.jsonl"), "timings": timings}
+    if health is not None:
+        metrics["health"] = health
+    if info.get("stabilisers") is not None:
+        metrics["stabilisers"] = info["stabilisers"]
     if cfg.diagnose:
         metrics["diagnostic"] = run_diagnostic(cfg, samples, info["alpha"], t)
     rundir.write_json(rdir / "metrics.json", metrics)

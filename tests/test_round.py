@@ -185,3 +185,68 @@ def test_help_of_every_command_does_not_import_torch():
                 "print('TORCH' if 'torch' in sys.modules else 'NOTORCH')" % (args,))
         r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
         assert r.returncode == 0 and "NOTORCH" in r.stdout and "usage" in r.stdout.lower(), (args, r.stderr[-500:])
+
+
+def test_monitor_and_stabilisers_record_what_they_did(round_values, tmp_path):
+    """Round 1 with the gate forced to fall back; round 2 with the previous reward scored, the
+    consistency and top-margin filters and the cumulative reward: counts add up, records match."""
+    from dicekit.pairs import consistent_pairs
+
+    vals = {**round_values, "max_steps": 1, "run_dir": str(tmp_path / "stab"), "gate": True, "gate_threshold": 1.01,
+            "health_max_pairs": 10}
+    r1 = run_round(build(RoundConfig, vals, "t"), 1)
+    m1 = json.loads((r1 / "metrics.json").read_text())
+    h = m1["health"]
+    assert h["heldout_accuracy"]["n"] == 10 and 0 <= h["heldout_accuracy"]["value"] <= 1
+    assert h["consistency"]["value"] is None and "round 1" in h["consistency"]["reason"]
+    assert h["variant_agreement"]["n"] > 0
+    gate = m1["stabilisers"]["gate"]
+    assert gate["fallback"] is True and gate["value"] == h["heldout_accuracy"]["value"]
+    assert m1["stabilisers"]["replay_ratio"] == 1.0 and m1["n_pairs_generated"] == 0 and m1["n_pairs_offline"] > 0
+    assert not (r1 / "previous_rewards.parquet").exists()
+
+    vals2 = {**vals, "gate": False, "filter_consistent": True, "filter_top_fraction": 0.5, "reward_mode": "cumulative"}
+    r2 = run_round(build(RoundConfig, vals2, "t"), 2)
+    m2 = json.loads((r2 / "metrics.json").read_text())
+    s = m2["stabilisers"]
+    prev = pd.read_parquet(r2 / "previous_rewards.parquet")
+    samples = pd.read_parquet(r2 / "samples.parquet")
+    v = samples[samples.valid].merge(prev, on=["prompt_id", "sample_id"])
+    assert len(v) == samples.valid.sum()
+    # round 2: π_{t-3} = π_{-1} serves both rewards; cumulative = log π_1 − log π_{-1}
+    assert np.allclose(v.reward_previous, v.logp_ref - v.logp_prev_ref)
+    assert np.allclose(v.reward_cumulative, v.logp_policy - v.logp_prev_ref) and np.allclose(v.logp_base, v.logp_prev_ref)
+    fc, ft = s["filter_consistent"], s["filter_top_fraction"]
+    assert fc["kept"] + fc["dropped"] == s["n_generated_pairs_selected"]
+    assert ft["kept"] + ft["dropped"] == fc["kept"] and ft["kept"] == int(np.ceil(0.5 * fc["kept"]))
+    assert s["n_generated_pairs_kept"] == ft["kept"] == m2["n_pairs_generated"]
+    gen = pd.read_parquet(r2 / "pairs.parquet").query("source == 'generated'")
+    by = prev.set_index(["prompt_id", "sample_id"])
+    c = by.loc[list(zip(gen.prompt_id, gen.chosen_sample_id.astype(int))), "reward_previous"].to_numpy()
+    r = by.loc[list(zip(gen.prompt_id, gen.rejected_sample_id.astype(int))), "reward_previous"].to_numpy()
+    assert consistent_pairs(c, r).all()  # every kept pair agrees with the previous reward
+    cum = by.loc[list(zip(gen.prompt_id, gen.chosen_sample_id.astype(int))), "reward_cumulative"].to_numpy()
+    assert np.allclose(gen.chosen_reward.to_numpy(float), cum)  # pairs were ranked by the cumulative reward
+    assert m2["health"]["consistency"]["value"] is not None and "gate" not in s
+
+
+def test_resume_with_stabilisers_equals_uninterrupted(round_values, tmp_path):
+    base = {**round_values, "max_steps": 1, "quiet": True, "filter_consistent": True, "reward_mode": "cumulative",
+            "health_previous_reward": True, "gate": True, "gate_signal": "consistency", "gate_threshold": 0.0,
+            "health_max_pairs": 8}
+    ref_cfg = write_config(tmp_path / "ref.yaml", {**base, "run_dir": str(tmp_path / "ref")})
+    for _ in range(2):
+        assert cli("run-round", "--config", str(ref_cfg)).returncode == 0
+    cfg = write_config(tmp_path / "kill.yaml", {**base, "run_dir": str(tmp_path / "killed")})
+    assert cli("run-round", "--config", str(cfg)).returncode == 0
+    r = cli("run-round", "--config", str(cfg), env={"DICEKIT_KILL_AT": "score_logp_prev_ref:0"})
+    assert r.returncode == -9, r.stderr[-500:]
+    assert not (tmp_path / "killed" / "round_2" / "previous_rewards.parquet").exists()
+    assert cli("run-round", "--config", str(cfg)).returncode == 0
+    for name in ("samples.parquet", "previous_rewards.parquet", "pairs.parquet"):
+        a = pd.read_parquet(tmp_path / "ref" / "round_2" / name)
+        b = pd.read_parquet(tmp_path / "killed" / "round_2" / name)
+        pd.testing.assert_frame_equal(a, b)
+    ma, mb = (json.loads((tmp_path / d / "round_2" / "metrics.json").read_text()) for d in ("ref", "killed"))
+    assert ma["stabilisers"] == mb["stabilisers"] and ma["health"] == mb["health"]
+    assert ma["stabilisers"]["gate"]["signal"] == "consistency" and ma["stabilisers"]["gate"]["fallback"] is False

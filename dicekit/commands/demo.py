@@ -5,7 +5,8 @@ The embedded default, end to end, offline, on CPU:
 1. build (or reuse from the cache) the task world and its tiny-model recipe — π_{-1}, the offline
    pairs labelled by simulated annotators, π_0 (dicekit.world.recipe);
 2. run the DICE rounds with ``run_round`` into ``DIR`` (π_0 → π_1 → π_2), with the round diagnostic
-   (implicit reward vs the oracle on the policy's own samples) switched on;
+   (implicit reward vs the oracle on the policy's own samples) and the judge-free round monitor
+   (dicekit.analysis.health, held-out accuracy on the world's annotator-labelled held-out pairs) on;
 3. ablations, unless ``--no-ablations``: the same rounds with α = 0 (no length regularisation) in
    ``DIR/ablations/alpha0`` and with γ = 1 (offline pairs only) in ``DIR/ablations/offline_only``,
    and the oracle-pairs control of round 1 in ``DIR/controls/oracle_pairs`` (dicekit.world.control);
@@ -40,6 +41,7 @@ ROUND = dict(
     min_valid_samples=4, length_unit="chars", replay_ratio=0.5, beta=0.1, loss_type=["sigmoid", "sft"],
     loss_weights=[1.0, 1.0], learning_rate=2e-4, max_steps=None, num_epochs=2.0, global_batch_size=32,
     per_device_batch_size=32, logging_steps=1, diagnose=True, diagnose_judge="oracle", diagnose_max_pairs=400,
+    health=True, health_max_pairs=400, health_previous_reward=True,
 )
 CI_ROUND = dict(ROUND, samples_per_prompt=4, min_valid_samples=2, diagnose_max_pairs=50, shard_prompts=16)
 ABLATIONS = {"alpha0": {"alpha": 0.0}, "offline_only": {"replay_ratio": 1.0}}
@@ -94,13 +96,14 @@ def run_demo(out: Path, seed: int = 0, rounds: int = 2, scale: str = "full", abl
     timings = {}
     world = recipe.build(world_config(scale, seed), quiet=quiet)
     timings["world_s"] = round(time.time() - t_start, 1)
+    health_pairs = str(demo_eval.health_pairs_file(world, out))
     runs = {"DICE": out}
     if ablations:
         runs.update({f"DICE {name}": out / "ablations" / name for name in ABLATIONS})
     cfgs = {}
     for label, run_dir in runs.items():
         changes = ABLATIONS[label.split()[1]] if label != "DICE" else {}
-        cfg = cfgs[label] = round_config(world, run_dir, seed, scale, rounds, quiet, **changes)
+        cfg = cfgs[label] = round_config(world, run_dir, seed, scale, rounds, quiet, health_pairs=health_pairs, **changes)
         t0 = time.time()
         for t in range(1, rounds + 1):
             say(f"demo: {label}, round {t} of {rounds}", quiet)

@@ -142,6 +142,46 @@ def own_sample_row(run_dir: Path, t: int) -> dict:
     }
 
 
+def health_pairs_file(world, folder: Path) -> Path:
+    """``folder/health_pairs.jsonl``: the world's held-out pairs (annotator labels) without their oracle
+    qualities — the labelled pairs the round monitor's heldout_accuracy reads (``health_pairs``)."""
+    path = Path(folder) / "health_pairs.jsonl"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        keys = ("prompt_id", "prompt", "chosen", "rejected")
+        rundir.write_jsonl(path, [{k: r[k] for k in keys} for r in read_jsonl(world.heldout_pairs)])
+    return path
+
+
+def monitor_rows(out: Path, runs: dict[str, Path], rounds: int) -> list[dict]:
+    """Per run and round: the judge-free monitor's signals and verdict (metrics.json ``health``, the
+    gate's rule) next to the oracle's — the round's own-sample agreement (0.5 = chance) and the change
+    in quality it brought (π_t − π_{t-1} on the eval prompts)."""
+    from dicekit.analysis.health import verdict
+
+    rows = []
+    for label, run_dir in runs.items():
+        for t in range(1, rounds + 1):
+            m = json.loads((run_dir / f"round_{t}" / "metrics.json").read_text())
+            h = m.get("health")
+            if not h:
+                continue
+            before = model_numbers(eval_dir(out, label, f"π_{t - 1}"))["quality"]
+            dq = model_numbers(eval_dir(out, label, f"π_{t}"))["quality"] - before
+            samples = pd.read_parquet(run_dir / f"round_{t}" / "samples.parquet")
+            own = evaluate.own_sample_diagnostics(samples, alphas=(float(m["alpha"]),))["by_alpha"][float(m["alpha"])]
+            value = lambda k: (h.get(k) or {}).get("value")  # noqa: E731
+            nan = float("nan")
+            rows.append({"run": label, "round": t,
+                         "held-out accuracy": nan if value("heldout_accuracy") is None else value("heldout_accuracy"),
+                         "consistency": nan if value("consistency") is None else value("consistency"),
+                         "variant agreement": nan if value("variant_agreement") is None else value("variant_agreement"),
+                         "monitor verdict": verdict(h),
+                         "oracle: own-sample agreement": own["own_pair_agreement"], "oracle: Δ quality": dq,
+                         "oracle verdict": "helped" if dq > 0 else "hurt"})
+    return rows
+
+
 def world_row(out: Path) -> dict:
     """Offline pairs (annotator labels vs the oracle) and held-out pairs, from out/world/."""
     off = read_jsonl(out / "world" / "offline_pairs.jsonl")
@@ -172,11 +212,13 @@ def summarize_demo(out: Path, runs: dict[str, Path], rounds: int) -> dict:
     return {
         "Models on the held-out eval prompts (judge: the world oracle; reference: fixed world responses)": models,
         "Implicit reward on the policy's own samples (the DICE precondition), per round": own,
+        MONITOR: monitor_rows(out, runs, rounds),
         "World data": [world_row(out)],
         "Notes": NOTES,
     }
 
 
+MONITOR = "Round monitor (judge-free) next to the oracle, per round"
 NOTES = (
     "Win rate: percent of eval comparisons the oracle judges better than the fixed reference response "
     "(draws count half), over sampled responses (the rounds' decoding) and over greedy ones. Quality: the "
@@ -192,7 +234,10 @@ NOTES = (
     "control is round 1 retrained with pairs picked by the oracle from the same samples (dicekit.world.control): "
     "what a perfect ranker would have given. The "
     "length-controlled win rate is not shown: alpaca_eval's GLM needs a per-instruction difficulty, which "
-    "the world does not have, and without it the fit collapses to 50% for every model."
+    "the world does not have, and without it the fit collapses to 50% for every model. Round monitor: "
+    "signals each round computed without judge or oracle (dicekit.analysis.health; held-out accuracy on the "
+    "world's annotator-labelled held-out pairs); monitor verdict \"harm\" when held-out accuracy < 0.6 (the "
+    "gate's rule), next to the oracle's own-sample agreement and the round's change in quality."
 )
 
 

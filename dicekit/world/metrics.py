@@ -18,17 +18,13 @@ import pandas as pd
 
 
 def pair_agreement(group, score, truth) -> tuple[float, int]:
-    """(agreement, number of pairs) over within-group pairs whose truth differs."""
-    df = pd.DataFrame({"g": np.asarray(group), "s": np.asarray(score, float), "t": np.asarray(truth, float)})
-    agree, n = 0.0, 0
-    for _, g in df.groupby("g", sort=False):
-        s, t = g["s"].to_numpy(), g["t"].to_numpy()
-        ds = np.sign(s[:, None] - s[None, :])
-        dt = np.sign(t[:, None] - t[None, :])
-        upper = np.triu(np.ones_like(dt, dtype=bool), 1) & (dt != 0)
-        agree += float((ds[upper] == dt[upper]).sum() + 0.5 * (ds[upper] == 0).sum())
-        n += int(upper.sum())
-    return (agree / n if n else float("nan")), n
+    """(agreement, number of pairs) over within-group pairs whose truth differs (pooled over groups;
+    per group: dicekit.analysis.health.pair_agreement_by_group)."""
+    from dicekit.analysis.health import pair_agreement_by_group
+
+    _, agree, n = pair_agreement_by_group(group, score, truth)
+    total = int(n.sum())
+    return (float(np.nansum(agree * n)) / total if total else float("nan")), total
 
 
 def within_group_corr(group, x, y) -> float:

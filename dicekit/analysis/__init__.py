@@ -1,0 +1,1 @@
+"""Model-based analysis of runs (diagnostics, rankers, reward models, the round monitor)."""
