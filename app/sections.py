@@ -67,6 +67,7 @@ def overview(rnd: Round) -> None:
         c[3].metric("mean reward_lr margin", _fmt(gen["reward_lr_margin"].mean(), ".3f"))
     if pairs is None:
         st.info("No pairs.parquet yet: the round has not reached its pair stage.")
+    monitor(rnd)
     log = rnd.train_log()
     st.markdown("**Training curve**")
     if log is None or "step" not in log or log.empty:
@@ -90,6 +91,28 @@ def overview(rnd: Round) -> None:
     if rnd.metrics() is not None:
         with st.expander("metrics.json"):
             st.json(rnd.metrics())
+
+
+def monitor(rnd: Round) -> None:
+    """The judge-free round monitor (metrics.json ``health``) and what the stabilisers did."""
+    from dicekit.analysis.health import SIGNALS, verdict
+
+    m = rnd.metrics() or {}
+    h = m.get("health")
+    if not isinstance(h, dict):
+        return
+    cfg = rnd.config()
+    signal, threshold = cfg.get("gate_signal", "heldout_accuracy"), cfg.get("gate_threshold", 0.6)
+    st.markdown(f"**Round monitor (judge-free)** — verdict: `{verdict(h, signal, threshold)}` "
+                f"({signal} below {threshold} predicts harm; 0.5 = chance)")
+    c = st.columns(len(SIGNALS))
+    for col, name in zip(c, SIGNALS):
+        x = h.get(name) or {}
+        ci = f"95% interval [{x['ci_low']:.3f}, {x['ci_high']:.3f}], n = {x['n']}" if x.get("ci_low") is not None else x.get("reason")
+        col.metric(name, _fmt(x.get("value"), ".3f"), help=ci)
+    if m.get("stabilisers"):
+        with st.expander("stabilisers (what they did)"):
+            st.json(m["stabilisers"])
 
 
 # --- 2. the pairs table -----------------------------------------------------------------------------

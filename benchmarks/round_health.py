@@ -33,16 +33,19 @@ from pathlib import Path
 
 import numpy as np
 
-SETTINGS = {
+SETTINGS = {  # in the order they run within a round
     "dice": {},
-    "alpha0": {"alpha": 0.0},
     "offline_only": {"replay_ratio": 1.0},
+    "gate": {"gate": True, "gate_signal": "heldout_accuracy", "gate_threshold": 0.6},
     "consistent": {"filter_consistent": True},
     "cumulative": {"reward_mode": "cumulative"},
     "top_margin": {"filter_top_fraction": 0.5},
-    "gate": {"gate": True, "gate_signal": "heldout_accuracy", "gate_threshold": 0.6},
     "oracle_pairs": {"alpha": 0.0},
+    "alpha0": {"alpha": 0.0},
 }
+# Round 1 of these is plain DICE's round 1 to the byte (no previous reward yet: the filter keeps every
+# pair, the cumulative reward is the round's own; the gate when it passes), so it is copied, not rerun.
+SAME_ROUND_1 = ("consistent", "cumulative", "gate")
 SIGNALS = ("heldout_accuracy", "heldout_dpo", "consistency", "variant_agreement")
 REWARD_SETTINGS = ("dice", "alpha0")  # rounds whose pairs the implicit reward alone picks
 
@@ -80,15 +83,20 @@ def run_setting_round(world, seed_dir: Path, seed: int, setting: str, t: int, ro
     return cfg
 
 
-def evaluate(world, folder: Path, model: str, reference: str, seed: int, cfg) -> dict:
+def evaluate(world, folder: Path, model: str, seed: int, cfg) -> dict:
+    """Oracle quality and win rate of a model's sampled answers on the eval prompts (the demo's
+    sampled evaluation, dicekit.world.evaluate; no greedy pass)."""
     from dicekit.commands.demo import EVAL_SAMPLES
-    from dicekit.world import demo_eval
+    from dicekit.data import read_jsonl
+    from dicekit.world import evaluate as E
 
-    demo_eval.evaluate_model(model, reference, world, folder, seed=seed, temperature=cfg.temperature, top_p=cfg.top_p,
-                             samples=EVAL_SAMPLES, max_new_tokens=cfg.max_new_tokens)
-    n = demo_eval.model_numbers(folder)
-    return {"quality": n["quality"], "win_rate": n["win_rate"], "avg_length": n["avg_length"],
-            "reward_acc_oracle": n.get("reward_acc_oracle")}
+    path = folder / "outputs.jsonl"
+    if not path.exists():
+        folder.mkdir(parents=True, exist_ok=True)
+        E.generate_outputs(model, read_jsonl(world.eval_prompts), path, temperature=cfg.temperature, top_p=cfg.top_p,
+                           max_new_tokens=cfg.max_new_tokens, seed=seed, samples=EVAL_SAMPLES)
+    n = E.summarize_outputs(read_jsonl(path))
+    return {"quality": n["quality"], "win_rate": n["win_rate"], "avg_length": n["avg_length"]}
 
 
 def oracle_side(rdir: Path, alpha: float) -> dict:
@@ -144,21 +152,44 @@ def run(seeds, rounds: int, out: Path, settings, quiet: bool) -> None:
             from dicekit.commands.demo import round_config
 
             cfg0 = round_config(world, seed_dir / "dice", seed, "full", rounds, True)
-            nums = evaluate(world, seed_dir / "evals_pi_0", str(world.pi_0), str(world.pi_m1), seed, cfg0)
+            nums = evaluate(world, seed_dir / "evals_pi_0", str(world.pi_0), seed, cfg0)
             _append(results, {"seed": seed, "setting": "base", "round": 0, **nums})
         for t in range(1, rounds + 1):
             for setting in settings:
                 if (seed, setting, t) in done:
                     continue
                 t0 = time.time()
+                shared = t == 1 and setting in SAME_ROUND_1 and share_round_1(seed_dir, setting)
                 cfg = run_setting_round(world, seed_dir, seed, setting, t, rounds, quiet)
                 rdir = rundir.round_dir(cfg.run_dir, t)
-                prev = str(world.pi_0) if t == 1 else str(rundir.round_dir(cfg.run_dir, t - 1) / "model")
-                nums = evaluate(world, seed_dir / setting / "evals" / f"pi_{t}", str(rdir / "model"), prev, seed, cfg)
+                nums = evaluate(world, seed_dir / setting / "evals" / f"pi_{t}", str(rdir / "model"), seed, cfg)
                 row = row_of(seed, setting, t, rdir, nums)
+                row["shared_with_dice"] = bool(shared)
                 row["seconds"] = round(time.time() - t0, 1)
                 _append(results, row)
                 print(f"seed {seed} {setting} round {t}: quality {nums['quality']:.3f} ({row['seconds']}s)", flush=True)
+
+
+def share_round_1(seed_dir: Path, setting: str) -> bool:
+    """Copy plain DICE's finished round 1 (and its evaluation) into ``setting``'s run when it is the
+    same round (see SAME_ROUND_1; the gate only when DICE's own round-1 signal passes it)."""
+    import shutil
+
+    src, dst = seed_dir / "dice", seed_dir / setting
+    if (dst / "round_1").exists() or not (src / "round_1" / "metrics.json").exists():
+        return (dst / "round_1" / "shared_with_dice").exists()
+    if setting == "gate":
+        from dicekit.analysis.health import gate_decision
+
+        h = json.loads((src / "round_1" / "metrics.json").read_text()).get("health") or {}
+        cfg = SETTINGS["gate"]
+        if gate_decision(h, cfg["gate_signal"], cfg["gate_threshold"])["fallback"]:
+            return False
+    dst.mkdir(parents=True, exist_ok=True)
+    shutil.copytree(src / "round_1", dst / "round_1", ignore=shutil.ignore_patterns(".work"))
+    (dst / "round_1" / "shared_with_dice").write_text("copied from the dice run: the same round 1\n")
+    shutil.copytree(src / "evals" / "pi_1", dst / "evals" / "pi_1")
+    return True
 
 
 def _append(path: Path, row: dict) -> None:

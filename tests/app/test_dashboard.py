@@ -201,3 +201,22 @@ def test_alpha_sweep_histograms_follow_the_round(monkeypatch, run):
     assert at.multiselect(key=f"{key}_1").value == [0.0, 0.007, 0.02]  # round 1: α* = 0.007
     assert len(at.get("vega_lite_chart")) >= 3  # training curve, sweep, histograms (+ the prompt's lines)
     assert not at.exception
+
+
+def test_round_monitor_shows_signals_verdict_and_stabilisers(monkeypatch, run, tmp_path):
+    import json
+
+    copy = tmp_path / "monitored"
+    shutil.copytree(run, copy)
+    path = copy / "round_1" / "metrics.json"
+    m = json.loads(path.read_text())
+    m["health"] = {"heldout_accuracy": {"value": 0.55, "ci_low": 0.5, "ci_high": 0.6, "n": 200},
+                   "consistency": {"value": None, "reason": "round 1 has no previous reward", "n": 0},
+                   "variant_agreement": {"value": 0.8, "ci_low": 0.7, "ci_high": 0.9, "n": 4}}
+    m["stabilisers"] = {"gate": {"fallback": True, "reason": "heldout_accuracy 0.550 < 0.6"}, "replay_ratio": 1.0}
+    path.write_text(json.dumps(m))
+    at = _app(monkeypatch, copy, t=1)
+    shown = _metrics(at)
+    assert shown["heldout_accuracy"] == "0.550" and shown["consistency"] == "—" and shown["variant_agreement"] == "0.800"
+    assert any("verdict: `harm`" in x.value for x in at.markdown)
+    assert not at.error
