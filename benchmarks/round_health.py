@@ -132,7 +132,9 @@ def row_of(seed: int, setting: str, t: int, rdir: Path, numbers: dict) -> dict:
             **oracle_side(rdir, float(m["alpha"])), **numbers}
 
 
-def run(seeds, rounds: int, out: Path, settings, quiet: bool) -> None:
+def run(seeds, rounds: int, out: Path, settings, quiet: bool, world_seed: int | None = None) -> None:
+    """Each seed's world and rounds; with ``world_seed``, one world and ``seeds`` as the rounds' seeds
+    (sampling, training and evaluation draws) — seed spread of the round on a fixed π_0."""
     import torch
 
     from dicekit import rundir
@@ -145,15 +147,16 @@ def run(seeds, rounds: int, out: Path, settings, quiet: bool) -> None:
     if results.exists():
         done = {(r["seed"], r["setting"], r["round"]) for r in map(json.loads, results.read_text().splitlines())}
     for seed in seeds:
-        world = recipe.build(recipe.WorldConfig(seed=seed), quiet=quiet)
-        seed_dir = out / f"seed{seed}"
+        ws = seed if world_seed is None else world_seed
+        world = recipe.build(recipe.WorldConfig(seed=ws), quiet=quiet)
+        seed_dir = out / (f"seed{seed}" if ws == seed else f"world{ws}_seed{seed}")
         seed_dir.mkdir(parents=True, exist_ok=True)
         if (seed, "base", 0) not in done:
             from dicekit.commands.demo import round_config
 
             cfg0 = round_config(world, seed_dir / "dice", seed, "full", rounds, True)
             nums = evaluate(world, seed_dir / "evals_pi_0", str(world.pi_0), seed, cfg0)
-            _append(results, {"seed": seed, "setting": "base", "round": 0, **nums})
+            _append(results, {"seed": seed, "world_seed": ws, "setting": "base", "round": 0, **nums})
         for t in range(1, rounds + 1):
             for setting in settings:
                 if (seed, setting, t) in done:
@@ -165,6 +168,7 @@ def run(seeds, rounds: int, out: Path, settings, quiet: bool) -> None:
                 nums = evaluate(world, seed_dir / setting / "evals" / f"pi_{t}", str(rdir / "model"), seed, cfg)
                 row = row_of(seed, setting, t, rdir, nums)
                 row["shared_with_dice"] = bool(shared)
+                row["world_seed"] = ws
                 row["seconds"] = round(time.time() - t0, 1)
                 _append(results, row)
                 print(f"seed {seed} {setting} round {t}: quality {nums['quality']:.3f} ({row['seconds']}s)", flush=True)
@@ -252,7 +256,9 @@ def tables(rows: list[dict]) -> str:
     settings = [s for s in SETTINGS if any(r["setting"] == s for r in d)]
     rounds = sorted({r["round"] for r in d})
     base = [r for r in rows if r["setting"] == "base"]
-    lines = [f"Seeds: {', '.join(map(str, seeds))}; mean ± sd over the seeds that finished the cell (n). "
+    worlds = {r["seed"]: r.get("world_seed", r["seed"]) for r in rows}
+    lines = [f"Seeds (world): {', '.join(f'{s} ({worlds[s]})' for s in seeds)}; mean ± sd over the seeds that finished "
+             "the cell (n). "
              f"π_0: quality {mean_sd([r['quality'] for r in base])}, win rate {mean_sd([r['win_rate'] for r in base], '{:.1f}')}.", "",
              "| setting | round | n | quality | Δ quality | win rate (%) | Δ win rate | generated pairs | oracle: own-sample agreement | oracle: trained pairs right |",
              "|---|---|---|---|---|---|---|---|---|---|"]
@@ -311,6 +317,8 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--world-seed", type=int, default=None,
+                    help="one world for every seed (then --seeds are the rounds' seeds); default: a world per seed")
     ap.add_argument("--settings", nargs="+", default=list(SETTINGS), choices=list(SETTINGS))
     ap.add_argument("--out", default="runs/round_health")
     ap.add_argument("--table", action="store_true", help="only print the tables of what OUT/results.jsonl holds")
@@ -319,7 +327,7 @@ def main() -> None:
     args = ap.parse_args()
     out = Path(args.out)
     if not args.table:
-        run(args.seeds, args.rounds, out, args.settings, args.quiet)
+        run(args.seeds, args.rounds, out, args.settings, args.quiet, args.world_seed)
     text = tables(load(out))
     print(text)
     if args.markdown:

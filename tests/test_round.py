@@ -165,6 +165,10 @@ def test_bad_inputs_exit_2_with_one_line_and_write_nothing(tmp_path, round_value
         (dict(policy=str(bare)), "no tokenizer"),
         (dict(beta="high"), "key 'beta': expected a number"),
         (dict(temprature=0.7), "unknown key 'temprature'"),
+        (dict(filter_top_fraction=1.5), "key 'filter_top_fraction': must be in (0, 1]"),
+        (dict(gate=True, health=False), "key 'gate': needs health: true"),
+        (dict(gate_signal="oracle"), "key 'gate_signal': must be one of"),
+        (dict(reward_mode="total"), "key 'reward_mode': must be one of"),
     ]
     for change, message in cases:
         r = _bad(tmp_path, round_values, capsys, **change)

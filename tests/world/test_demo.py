@@ -125,6 +125,18 @@ def test_every_number_in_the_table_comes_from_the_files(demo_run):
                     n += 1
                     agree += 1.0 if (rw[i] - rw[j]) * (q[i] - q[j]) > 0 else 0.5 if rw[i] == rw[j] else 0.0
     assert own["own-sample agreement (α=0)"] == pytest.approx(agree / n)
+    # the round monitor's row of DICE round 1: its signal from metrics.json, the oracle's Δ quality by hand
+    mon = saved[demo_eval.MONITOR]
+    assert [(r["run"], r["round"]) for r in mon][:2] == [("DICE", 1), ("DICE", 2)] and len(mon) == 6
+    h1 = json.loads((rdir / "metrics.json").read_text())["health"]
+    assert mon[0]["held-out accuracy"] == pytest.approx(h1["heldout_accuracy"]["value"])
+    assert mon[0]["monitor verdict"] == ("harm" if h1["heldout_accuracy"]["value"] < 0.6 else "ok")
+    assert mon[0]["oracle: Δ quality"] == pytest.approx(models[2]["quality"] - models[1]["quality"])
+    assert mon[0]["oracle verdict"] == ("helped" if models[2]["quality"] > models[1]["quality"] else "hurt")
+    assert math.isnan(mon[0]["consistency"]) and not math.isnan(mon[1]["consistency"])  # none in round 1
+    # the monitor's labelled pairs are the held-out pairs without their oracle qualities
+    hp = [json.loads(x) for x in (demo_run / "health_pairs.jsonl").read_text().splitlines()]
+    assert all(set(r) == {"prompt_id", "prompt", "chosen", "rejected"} for r in hp) and h1["heldout_accuracy"]["n"] == len(hp)
     # held-out "longer wins" against the oracle, equal lengths counting as wrong
     held = [json.loads(x) for x in (demo_run / "world" / "heldout_pairs.jsonl").read_text().splitlines()]
     dec = [r for r in held if r["quality_chosen"] != r["quality_rejected"]]
