@@ -82,3 +82,26 @@ def test_report_cli_default_folder_and_bad_input(tmp_path, capsys):
 def test_table_helper():
     assert table([{"a": 1, "b": None}, {"a": 0.123456, "b": "x|y"}]) == "| a | b |\n|---|---|\n| 1 |  |\n| 0.1235 | x\\|y |"
     assert table([]) == "_(none)_"
+
+
+def test_report_shows_the_round_monitor(tmp_path):
+    import json
+
+    from dicekit.report import write_report
+
+    run = make_run_folder(tmp_path / "run")
+    path = run / "round_2" / "metrics.json"
+    m = json.loads(path.read_text())
+    m["health"] = {"heldout_accuracy": {"value": 0.58, "ci_low": 0.52, "ci_high": 0.64, "n": 299},
+                   "consistency": {"value": 0.41, "ci_low": 0.37, "ci_high": 0.45, "n": 380},
+                   "variant_agreement": {"value": None, "reason": "no generated pairs", "n": 0}}
+    m["stabilisers"] = {"reward_mode": "round", "filter_consistent": {"applied": True, "kept": 150, "dropped": 250},
+                        "gate": {"fallback": True, "reason": "heldout_accuracy 0.580 < 0.6"}, "replay_ratio": 1.0}
+    path.write_text(json.dumps(m))
+    md = write_report(run, tmp_path / "out").read_text()
+    section = md.split("## Round monitor (judge-free)")[1].split("\n## ")[0]
+    assert "How to read the monitor" in section
+    row = next(x for x in section.splitlines() if x.startswith("| 2 |"))
+    assert "0.580 [0.52, 0.64]" in row and "0.410 [0.37, 0.45]" in row and "| n/a |" in row and "| harm |" in row
+    assert "filter_consistent: kept 150 of 400" in row and "gate: offline pairs only" in row
+    assert not any(x.startswith("| 1 |") for x in section.splitlines())  # round 1 has no health: no row
