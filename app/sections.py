@@ -14,7 +14,7 @@ import streamlit as st
 import yaml
 
 from app import tables as T
-from dicekit import pairs as P
+from dicekit.core import pairs as P
 from app.loaders import Round
 
 ROLE_COLOURS = {"chosen": "background-color: rgba(0,160,60,0.25)", "rejected": "background-color: rgba(220,40,40,0.22)",
@@ -95,18 +95,17 @@ def overview(rnd: Round) -> None:
 
 def monitor(rnd: Round) -> None:
     """The judge-free round monitor (metrics.json ``health``) and what the stabilisers did."""
-    from dicekit.analysis.health import SIGNALS, verdict
+    from dicekit.view.report import HEALTH_SIGNALS
 
     m = rnd.metrics() or {}
     h = m.get("health")
     if not isinstance(h, dict):
         return
-    cfg = rnd.config()
-    signal, threshold = cfg.get("gate_signal", "heldout_accuracy"), cfg.get("gate_threshold", 0.6)
-    st.markdown(f"**Round monitor (judge-free)** — verdict: `{verdict(h, signal, threshold)}` "
-                f"({signal} below {threshold} predicts harm; 0.5 = chance)")
-    c = st.columns(len(SIGNALS))
-    for col, name in zip(c, SIGNALS):
+    v = h.get("verdict") or {}
+    st.markdown(f"**Round monitor (judge-free)** — verdict: `{v.get('verdict', 'n/a')}` "
+                f"({v.get('signal', 'the gate signal')} below {v.get('threshold', '?')} predicts harm; 0.5 = chance)")
+    c = st.columns(len(HEALTH_SIGNALS))
+    for col, name in zip(c, HEALTH_SIGNALS):
         x = h.get(name) or {}
         ci = f"95% interval [{x['ci_low']:.3f}, {x['ci_high']:.3f}], n = {x['n']}" if x.get("ci_low") is not None else x.get("reason")
         col.metric(name, _fmt(x.get("value"), ".3f"), help=ci)

@@ -51,10 +51,8 @@ REWARD_SETTINGS = ("dice", "alpha0")  # rounds whose pairs the implicit reward a
 
 
 def _round_module():
-    try:
-        import dicekit.round.run as m  # the layout of issue 14
-    except ImportError:
-        import dicekit.round as m
+    import dicekit.round.run as m
+
     return m
 
 

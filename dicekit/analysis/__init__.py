@@ -1,1 +1,6 @@
-"""Model-based analysis of runs (diagnostics, rankers, reward models, the round monitor)."""
+"""Model-based analysis of runs: they load models (torch) and write their own files next to a round.
+
+``diagnose`` (implicit reward vs a judge on a round's samples), ``credit`` (per-token log-ratio),
+``rankers`` (implicit reward vs reward model vs judge), ``rm`` (scalar reward model through TRL),
+``recipe_check`` (offline validation of a recipe: keys, memory, time), ``health`` (the judge-free
+round monitor: pure numpy/pandas, computed by the round from its own data; no torch)."""

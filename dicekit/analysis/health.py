@@ -136,10 +136,12 @@ def gate_decision(health: dict, signal: str, threshold: float) -> dict:
             "reason": f"{signal} {v:.3f} >= {threshold}: round runs as configured"}
 
 
-def verdict(health: dict, signal: str = "heldout_accuracy", threshold: float = 0.6) -> str:
-    """One word for reports: "ok", "harm" (the gate's rule would fall back) or "n/a"."""
+def verdict(health: dict, signal: str = "heldout_accuracy", threshold: float = 0.6) -> dict:
+    """The monitor's verdict, stored with the signals (``health["verdict"]``) so readers need not
+    recompute it: :func:`gate_decision` plus ``verdict``, one word — "harm" (the gate's rule would fall
+    back), "ok", or "n/a" (the signal was not measured)."""
     d = gate_decision(health, signal, threshold)
-    return "n/a" if d["value"] is None else ("harm" if d["fallback"] else "ok")
+    return {"verdict": "n/a" if d["value"] is None else ("harm" if d["fallback"] else "ok"), **d}
 
 
 def format_health(health: dict) -> str:

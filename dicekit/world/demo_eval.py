@@ -11,7 +11,7 @@ Per evaluated model (π_{-1}, π_0, π_t of each run) a folder ``<run>/evals/<mo
   chosen one picked by a simulated annotator), with both oracle qualities.
 
 ``round_<t>/evals/world_oracle.json`` (π_t; round_0 = π_0) carries the same summary numbers in the
-shape dicekit.report reads. ``<out>/world/`` holds copies of the world files the numbers depend on
+shape dicekit.view.report reads. ``<out>/world/`` holds copies of the world files the numbers depend on
 (eval prompts with references, held-out and offline pairs, the world config), so the run folder
 explains itself. :func:`summarize_demo` recomputes every number of the table from these files.
 """
@@ -157,8 +157,6 @@ def monitor_rows(out: Path, runs: dict[str, Path], rounds: int) -> list[dict]:
     """Per run and round: the judge-free monitor's signals and verdict (metrics.json ``health``, the
     gate's rule) next to the oracle's — the round's own-sample agreement (0.5 = chance) and the change
     in quality it brought (π_t − π_{t-1} on the eval prompts)."""
-    from dicekit.analysis.health import verdict
-
     rows = []
     for label, run_dir in runs.items():
         for t in range(1, rounds + 1):
@@ -176,7 +174,7 @@ def monitor_rows(out: Path, runs: dict[str, Path], rounds: int) -> list[dict]:
                          "held-out accuracy": nan if value("heldout_accuracy") is None else value("heldout_accuracy"),
                          "consistency": nan if value("consistency") is None else value("consistency"),
                          "variant agreement": nan if value("variant_agreement") is None else value("variant_agreement"),
-                         "monitor verdict": verdict(h),
+                         "monitor verdict": (h.get("verdict") or {}).get("verdict", "n/a"),
                          "oracle: own-sample agreement": own["own_pair_agreement"], "oracle: Δ quality": dq,
                          "oracle verdict": "helped" if dq > 0 else "hurt"})
     return rows

@@ -1,11 +1,11 @@
 """The round monitor's signals (dicekit.analysis.health) and the stabilisers' pair filters
-(dicekit.pairs), on small hand-worked tables."""
+(dicekit.core.pairs), on small hand-worked tables."""
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from dicekit import pairs as P
+from dicekit.core import pairs as P
 from dicekit.analysis import health as H
 from dicekit.world.metrics import pair_agreement
 
@@ -83,8 +83,8 @@ def test_gate_decision_path():
     assert H.gate_decision({}, "variant_agreement", 0.6)["fallback"] is False
     with pytest.raises(ValueError):
         H.gate_decision(health, "oracle", 0.6)
-    assert H.verdict(health) == "harm" and H.verdict(health, "variant_agreement") == "ok"
-    assert H.verdict(health, "consistency") == "n/a"
+    assert H.verdict(health)["verdict"] == "harm" and H.verdict(health, "variant_agreement")["verdict"] == "ok"
+    assert H.verdict(health, "consistency")["verdict"] == "n/a" and H.verdict(health)["threshold"] == 0.6
 
 
 def test_consistent_pairs_and_top_margin_pair_counts():

@@ -8,12 +8,12 @@ from pathlib import Path
 
 
 from dicekit.cli import main as cli
-from dicekit.report import table
+from dicekit.view.report import table
 from tests.app.runfolder import make_run_folder
 
 ROOT = Path(__file__).resolve().parents[2]
-HEAVY = ("torch", "transformers", "trl", "datasets", "dicekit.train", "dicekit.generate", "dicekit.score",
-         "dicekit.round", "dicekit.objectives")
+HEAVY = ("torch", "transformers", "trl", "datasets", "dicekit.round.train", "dicekit.round.generate", "dicekit.round.score",
+         "dicekit.round.run", "dicekit.core.objectives")
 
 
 def _analysis(run: Path) -> None:
@@ -45,7 +45,7 @@ def test_report_builds_without_torch(tmp_path):
     run = make_run_folder(tmp_path / "run")
     _analysis(run)
     out = tmp_path / "report"
-    code = (f"import sys; from dicekit.report import write_report; write_report({str(run)!r}, {str(out)!r}); "
+    code = (f"import sys; from dicekit.view.report import write_report; write_report({str(run)!r}, {str(out)!r}); "
             f"print([m for m in {HEAVY!r} if m in sys.modules])")
     proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
@@ -87,14 +87,15 @@ def test_table_helper():
 def test_report_shows_the_round_monitor(tmp_path):
     import json
 
-    from dicekit.report import write_report
+    from dicekit.view.report import write_report
 
     run = make_run_folder(tmp_path / "run")
     path = run / "round_2" / "metrics.json"
     m = json.loads(path.read_text())
     m["health"] = {"heldout_accuracy": {"value": 0.58, "ci_low": 0.52, "ci_high": 0.64, "n": 299},
                    "consistency": {"value": 0.41, "ci_low": 0.37, "ci_high": 0.45, "n": 380},
-                   "variant_agreement": {"value": None, "reason": "no generated pairs", "n": 0}}
+                   "variant_agreement": {"value": None, "reason": "no generated pairs", "n": 0},
+                   "verdict": {"verdict": "harm", "signal": "heldout_accuracy", "value": 0.58, "threshold": 0.6}}
     m["stabilisers"] = {"reward_mode": "round", "filter_consistent": {"applied": True, "kept": 150, "dropped": 250},
                         "gate": {"fallback": True, "reason": "heldout_accuracy 0.580 < 0.6"}, "replay_ratio": 1.0}
     path.write_text(json.dumps(m))

@@ -212,7 +212,8 @@ def test_round_monitor_shows_signals_verdict_and_stabilisers(monkeypatch, run, t
     m = json.loads(path.read_text())
     m["health"] = {"heldout_accuracy": {"value": 0.55, "ci_low": 0.5, "ci_high": 0.6, "n": 200},
                    "consistency": {"value": None, "reason": "round 1 has no previous reward", "n": 0},
-                   "variant_agreement": {"value": 0.8, "ci_low": 0.7, "ci_high": 0.9, "n": 4}}
+                   "variant_agreement": {"value": 0.8, "ci_low": 0.7, "ci_high": 0.9, "n": 4},
+                   "verdict": {"verdict": "harm", "signal": "heldout_accuracy", "value": 0.55, "threshold": 0.6}}
     m["stabilisers"] = {"gate": {"fallback": True, "reason": "heldout_accuracy 0.550 < 0.6"}, "replay_ratio": 1.0}
     path.write_text(json.dumps(m))
     at = _app(monkeypatch, copy, t=1)

@@ -131,6 +131,7 @@ def test_every_number_in_the_table_comes_from_the_files(demo_run):
     h1 = json.loads((rdir / "metrics.json").read_text())["health"]
     assert mon[0]["held-out accuracy"] == pytest.approx(h1["heldout_accuracy"]["value"])
     assert mon[0]["monitor verdict"] == ("harm" if h1["heldout_accuracy"]["value"] < 0.6 else "ok")
+    assert h1["verdict"]["signal"] == "heldout_accuracy" and h1["verdict"]["threshold"] == 0.6
     assert mon[0]["oracle: Δ quality"] == pytest.approx(models[2]["quality"] - models[1]["quality"])
     assert mon[0]["oracle verdict"] == ("helped" if models[2]["quality"] > models[1]["quality"] else "hurt")
     assert math.isnan(mon[0]["consistency"]) and not math.isnan(mon[1]["consistency"])  # none in round 1
