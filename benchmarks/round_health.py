@@ -274,9 +274,19 @@ def tables(rows: list[dict]) -> str:
     if gates:
         lines += ["", "Gate decisions (seed: rounds that fell back to offline pairs): " + "; ".join(
             f"{s}: {[r['round'] for r in gates if r['seed'] == s and r['gate']] or 'none'}" for s in seeds)]
-    for label, keep in (("rounds of plain DICE and α = 0 (the implicit reward picks the pairs)", REWARD_SETTINGS),
-                        ("rounds of plain DICE, α = 0 and γ = 1", REWARD_SETTINGS + ("offline_only",))):
+    kept = [r for r in d if r.get("kept")]
+    if kept:
+        lines += ["", "Stabiliser filters, generated pairs kept of those selected (mean over seeds): " + "; ".join(
+            f"{s} round {t}: " + ", ".join(
+                f"{k} {np.mean([r['kept'][k] for r in kept if r['setting'] == s and r['round'] == t]):.0f}"
+                for k in sorted({k for r in kept if r['setting'] == s and r['round'] == t for k in r['kept']}))
+            for s in SETTINGS for t in rounds if any(r["setting"] == s and r["round"] == t for r in kept))]
+    for keep in (REWARD_SETTINGS, REWARD_SETTINGS + ("offline_only",)):
         sub = [r for r in d if r["setting"] in keep]
+        present = [s for s in keep if any(r["setting"] == s for r in sub)]
+        label = f"rounds of {', '.join(present)}" + (" (the implicit reward picks the pairs)" if "offline_only" not in present else "")
+        if keep != REWARD_SETTINGS and present == [s for s in REWARD_SETTINGS if s in present]:
+            continue  # nothing beyond the first table
         lines += ["", f"Signals against the outcome, over {len(sub)} {label}: Spearman ρ [95% bootstrap "
                   "interval over rounds] with the oracle's own-sample agreement, Δ quality and Δ win rate; sign "
                   "agreement: share of rounds where (signal > 0.5) matches (Δ > 0); gate rule: share where "
@@ -301,12 +311,12 @@ def tables(rows: list[dict]) -> str:
         lines += ["", f"For comparison, the oracle's own-sample agreement against Δ quality over the same {n} rounds: "
                   f"ρ = {rho:+.2f} [{lo:+.2f}, {hi:+.2f}]."]
     lines += ["", "Per round (plain DICE): signals and outcome.", "",
-              "| seed | round | heldout_accuracy | consistency | variant_agreement | oracle own-sample agreement | Δ quality | Δ win rate |",
-              "|---|---|---|---|---|---|---|---|"]
+              "| seed | round | heldout_accuracy | heldout_dpo | consistency | variant_agreement | oracle own-sample agreement | Δ quality | Δ win rate |",
+              "|---|---|---|---|---|---|---|---|---|"]
     f = lambda v: "n/a" if v is None else f"{v:.3f}"  # noqa: E731
     for r in sorted((r for r in d if r["setting"] == "dice"), key=lambda r: (r["seed"], r["round"])):
         s = r["signals"]
-        lines.append(f"| {r['seed']} | {r['round']} | {f(s['heldout_accuracy'])} | {f(s['consistency'])} "
+        lines.append(f"| {r['seed']} | {r['round']} | {f(s['heldout_accuracy'])} | {f(s['heldout_dpo'])} | {f(s['consistency'])} "
                      f"| {f(s['variant_agreement'])} | {f(r['own_agreement'])} | {r['d_quality']:+.3f} | {r['d_win_rate']:+.1f} |")
     return "\n".join(lines) + "\n"
 
