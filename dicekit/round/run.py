@@ -561,6 +561,7 @@ def run_round(cfg: RoundConfig, round_: int | None = None) -> Path:
     previous = stage_previous(cfg, t, rdir, models, samples)
     models.release()
     health = stage_health(cfg, t, rdir, samples, previous, policy, reference)
+    timings["health_s"] = time.perf_counter() - t0  # the monitor's share of pairs_s
     pairs_df, info = stage_pairs(cfg, t, rdir, models, ranking_samples(cfg, samples, previous), policy, previous, health)
     timings["pairs_s"] = time.perf_counter() - t0
     if main:
