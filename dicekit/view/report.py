@@ -245,7 +245,7 @@ HOW_TO_READ_MONITOR = (
     "best-vs-worst pairs like the reward that picked them. 0.5 is chance for all three; brackets: 95% "
     "bootstrap intervals. Verdict: the gate's rule (heldout_accuracy below the gate threshold, 0.6 unless "
     "configured, predicts harm). What each signal predicted in the task world is measured in "
-    "benchmarks/README.md (\"round monitor\")."
+    "benchmarks/README.md (\"Round monitor and stabilisers\")."
 )
 
 
