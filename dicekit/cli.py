@@ -3,11 +3,13 @@
 Every command lives in a module with ``main(argv: list[str]) -> int`` that builds its own argparse
 parser and keeps heavy imports (torch, transformers, trl) inside functions, so ``dicekit --help``
 and ``dicekit <cmd> --help`` stay fast. A :class:`~dicekit.errors.UserError` raised anywhere below
-becomes one line on stderr and exit status 2.
+becomes one line on stderr and exit status 2, and so does an OS error the user can fix (permission
+denied, read-only or full file system) wherever it happens.
 """
 
 from __future__ import annotations
 
+import errno
 import importlib
 import sys
 
@@ -29,6 +31,10 @@ COMMANDS: dict[tuple[str, ...], tuple[str, str]] = {
     ("check-recipe",): ("dicekit.commands.check_recipe", "validate a recipe offline: keys, model ids, per-GPU memory and time"),
     ("app",): ("dicekit.commands.app", "the Streamlit dashboard over run folders"),
 }
+
+
+# file-system conditions the user can fix (permissions, a read-only or full disk): one line, exit 2
+_USER_OS_ERRORS = {errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EDQUOT}
 
 
 def _usage() -> str:
@@ -71,6 +77,13 @@ def main(argv: list[str] | None = None) -> int:
         return int(module.main(rest) or 0)
     except UserError as err:
         print(f"dicekit {' '.join(words)}: error: {err}", file=sys.stderr)
+        return 2
+    except OSError as err:
+        if err.errno not in _USER_OS_ERRORS:
+            raise
+        from dicekit.rundir import os_error_message
+
+        print(f"dicekit {' '.join(words)}: error: {os_error_message(err)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

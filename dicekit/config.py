@@ -8,6 +8,7 @@ the wrong type are :class:`~dicekit.errors.UserError` naming the file and the ke
 from __future__ import annotations
 
 import dataclasses
+import re
 import types
 import typing
 from dataclasses import dataclass
@@ -31,6 +32,10 @@ class RoundConfig:
     prompts_split: str = "train"
     offline_split: str = "train"
     max_prompts: int | None = None
+    # prompts longer than max_prompt_tokens (default: the model's context minus max_new_tokens) are an
+    # error naming file:line (long_prompts: error), or dropped and counted in metrics.json (drop)
+    max_prompt_tokens: int | None = None
+    long_prompts: Literal["error", "drop"] = "error"
     max_offline_pairs: int | None = None
     seed: int = 42
     num_rounds: int | None = None  # run-round stops (and says so) once this many rounds are finished
@@ -130,12 +135,17 @@ def _check_type(value: Any, tp: Any, where: str) -> Any:
     if tp is float:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             return float(value)
+        if isinstance(value, str) and _NUMBER.fullmatch(value.strip()):
+            return float(value)  # YAML 1.1 reads 5e-7 (no dot) as a string; it is the usual way to write it
         raise UserError(f"{where}: expected a number, got {value!r}")
     if tp is str:
         if isinstance(value, (str, int, float)) and not isinstance(value, bool):
             return str(value)
         raise UserError(f"{where}: expected a string, got {value!r}")
     raise TypeError(f"unsupported annotation {tp!r}")
+
+
+_NUMBER = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")
 
 
 def parse_overrides(items: list[str]) -> dict[str, Any]:
@@ -175,11 +185,13 @@ def build(cls, values: dict[str, Any], source: str):
 def read_yaml_mapping(path: str | Path, what: str = "config") -> dict:
     """A YAML file holding a mapping (empty file: {}); a missing file, bad YAML (with its line) or
     another top-level type is a UserError."""
+    from dicekit.data import read_text
+
     path = Path(path)
     if not path.is_file():
         raise UserError(f"{path}: {what} file not found")
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        data = yaml.safe_load(read_text(path)) or {}
     except yaml.YAMLError as e:
         line = getattr(getattr(e, "problem_mark", None), "line", None)
         raise UserError(f"{path}{f':{line + 1}' if line is not None else ''}: invalid YAML") from None
@@ -197,7 +209,7 @@ def load(cls, path: str | Path | None, overrides: list[str] | None = None, base:
         values.update(read_yaml_mapping(path))
     if overrides:
         values.update(parse_overrides(overrides))
-        source += " (with overrides)" if path is not None else ""
+        source += " (with overrides)" if path is not None else " (overrides)"
     return build(cls, values, source)
 
 
@@ -245,6 +257,11 @@ def _validate_round(cfg: RoundConfig, source: str) -> None:
         bad("beta", "must be > 0")
     if cfg.loss_weights is not None and len(cfg.loss_weights) != len(cfg.loss_type):
         bad("loss_weights", "needs one weight per loss_type")
+    for key in ("max_prompts", "max_offline_pairs", "max_pairs"):
+        if getattr(cfg, key) is not None and getattr(cfg, key) < 1:
+            bad(key, "must be >= 1 (or null for all)")
+    if cfg.max_prompt_tokens is not None and cfg.max_prompt_tokens < 1:
+        bad("max_prompt_tokens", "must be >= 1 (or null for the model's context minus max_new_tokens)")
     if cfg.max_steps is not None and cfg.max_steps < 1:
         bad("max_steps", "must be >= 1 (or null to use num_epochs)")
 

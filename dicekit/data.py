@@ -37,24 +37,57 @@ def make_prompt_id(prompt) -> str:
     return "p-" + hashlib.sha1(prompt_key(prompt).encode()).hexdigest()[:12]
 
 
+def read_text(path: str | Path) -> str:
+    """A UTF-8 text file's content; a byte that is not UTF-8 is a UserError naming the file and line,
+    an OS error (missing, unreadable) one naming the file."""
+    return decode_utf8(read_bytes(path), path)
+
+
+def read_bytes(path: str | Path) -> bytes:
+    path = Path(path)
+    try:
+        return path.read_bytes()
+    except OSError as e:
+        from dicekit.rundir import os_error_message
+
+        raise UserError(os_error_message(e, path)) from None
+
+
+def decode_utf8(raw: bytes, path: str | Path) -> str:
+    """``raw`` decoded as UTF-8 (a BOM is dropped); an invalid byte is a UserError with its line.
+
+    >>> decode_utf8(b"a\\nb\\xff", "f.jsonl")
+    Traceback (most recent call last):
+    ...
+    dicekit.errors.UserError: f.jsonl:2: not UTF-8 text (byte 0xff at column 2); re-save the file as UTF-8
+    """
+    raw = raw[3:] if raw.startswith(b"\xef\xbb\xbf") else raw
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = raw.count(b"\n", 0, e.start) + 1
+        col = e.start - (raw.rfind(b"\n", 0, e.start) + 1) + 1
+        raise UserError(f"{path}:{line}: not UTF-8 text (byte 0x{raw[e.start]:02x} at column {col}); "
+                        f"re-save the file as UTF-8") from None
+
+
 def read_jsonl_rows(path: str | Path) -> list[tuple[int, dict]]:
-    """(line number, object) for each non-blank line of a JSONL file; a malformed line is a UserError
-    naming the file and line."""
+    """(line number, object) for each non-blank line of a JSONL file; a malformed line (bad JSON, not
+    UTF-8) is a UserError naming the file and line."""
     path = Path(path)
     if not path.is_file():
         raise UserError(f"{path}: file not found")
     rows = []
-    with path.open(encoding="utf-8") as f:
-        for n, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise UserError(f"{path}:{n}: malformed JSON ({e.msg})") from None
-            if not isinstance(obj, dict):
-                raise UserError(f"{path}:{n}: expected a JSON object")
-            rows.append((n, obj))
+    for n, line in enumerate(read_text(path).splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise UserError(f"{path}:{n}: malformed JSON ({e.msg})") from None
+        if not isinstance(obj, dict):
+            raise UserError(f"{path}:{n}: expected a JSON object")
+        rows.append((n, obj))
     return rows
 
 
@@ -63,27 +96,49 @@ def read_jsonl(path: str | Path) -> list[dict]:
     return [obj for _, obj in read_jsonl_rows(path)]
 
 
+def read_json(path: str | Path):
+    """A JSON file's value; bad JSON or text that is not UTF-8 is a UserError with the line."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"{path}: file not found")
+    try:
+        return json.loads(read_text(path))
+    except json.JSONDecodeError as e:
+        raise UserError(f"{path}:{e.lineno}: malformed JSON ({e.msg})") from None
+
+
+def read_parquet(path: str | Path, **kwargs) -> pd.DataFrame:
+    """A parquet file; a file that is not parquet (or unreadable) is a UserError naming it."""
+    import pyarrow
+
+    read_bytes(path)[:0]  # OS errors (missing, unreadable) as one line
+    try:
+        return pd.read_parquet(path, **kwargs)
+    except (pyarrow.ArrowException, OSError, ValueError) as e:
+        raise UserError(f"{path}: not a readable parquet file ({str(e).splitlines()[0][:120]})") from None
+
+
 def read_records(source: str, split: str = "train") -> tuple[list[tuple[int | None, dict]], str]:
-    """Rows (with their line numbers where meaningful) and a label for messages."""
-    path = Path(source)
+    """Rows (with their line numbers where meaningful) and a label for messages. A source that looks
+    like a local path (dicekit.rundir.is_local_spec) is never looked up on the hub."""
+    from dicekit.rundir import is_local_spec
+
+    path = Path(source).expanduser()
     if path.is_file():
         if path.suffix == ".jsonl":
             return read_jsonl_rows(path), str(path)
         if path.suffix == ".json":
-            try:
-                data = json.loads(path.read_text(encoding="utf-8"))
-            except json.JSONDecodeError as e:
-                raise UserError(f"{path}:{e.lineno}: malformed JSON ({e.msg})") from None
+            data = read_json(path)
             if isinstance(data, dict):
                 data = data.get(split, data.get("data"))
             if not isinstance(data, list):
                 raise UserError(f"{path}: expected a JSON list of objects")
             return [(i + 1, r) for i, r in enumerate(data)], str(path)
         if path.suffix == ".parquet":
-            df = pd.read_parquet(path)
+            df = read_parquet(path)
             return [(i + 1, r) for i, r in enumerate(df.to_dict("records"))], str(path)
         raise UserError(f"{path}: unsupported file type (use {', '.join(sorted(_SUFFIXES))})")
-    if path.exists() or source.startswith((".", "/", "~")):
+    if is_local_spec(source):
         if not path.is_dir():
             raise UserError(f"{source}: file not found")
         return _read_dataset(str(path), None, split), str(path)
@@ -100,7 +155,16 @@ def _read_dataset(name: str, revision: str | None, split: str) -> list[tuple[int
         raise UserError(f"{name}: {str(e).splitlines()[0]}") from None
     except (FileNotFoundError, datasets.exceptions.DatasetNotFoundError) as e:
         raise UserError(f"{name}: dataset not found ({str(e).splitlines()[0]})") from None
+    except (ConnectionError, OSError) as e:  # offline (HF_HUB_OFFLINE / HF_DATASETS_OFFLINE) or no network
+        raise UserError(f"{name}: not a local file or folder, and the hub cannot be reached "
+                        f"({str(e).splitlines()[0][:120]})") from None
     return [(i + 1, r) for i, r in enumerate(ds)]
+
+
+def check_limit(limit: int | None, name: str) -> None:
+    """A row limit is None (all rows) or >= 1."""
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
+        raise UserError(f"{name} must be >= 1 (or unset for all rows), got {limit!r}")
 
 
 def _text_or_messages(value, where: str, field: str):
@@ -113,8 +177,26 @@ def _text_or_messages(value, where: str, field: str):
     raise UserError(f"{where}: field '{field}' must be text or a list of {{role, content}} messages")
 
 
-def load_prompts(source: str, split: str = "train", limit: int | None = None) -> pd.DataFrame:
-    """DataFrame(prompt_id, prompt) in file order, duplicates (same id) dropped."""
+def within_limit(n_tokens, limit: int | None, policy: str, where) -> list[bool]:
+    """Which inputs fit in ``limit`` tokens. ``policy`` "error": the first that does not is a UserError
+    naming ``where(i)`` (its file:line); "drop": they are marked False for the caller to drop and count.
+
+    >>> within_limit([3, 9, 4], 5, "drop", str)
+    [True, False, True]
+    """
+    keep = [limit is None or int(n) <= limit for n in n_tokens]
+    if policy == "error" and not all(keep):
+        i = keep.index(False)
+        raise UserError(f"{where(i)}: {int(n_tokens[i])} tokens, more than max_prompt_tokens={limit} (the model's "
+                        f"context minus max_new_tokens unless set); shorten it, or drop such inputs "
+                        f"(long_prompts: drop / --long-prompts drop)")
+    return keep
+
+
+def load_prompts(source: str, split: str = "train", limit: int | None = None, lines: bool = False) -> pd.DataFrame:
+    """DataFrame(prompt_id, prompt) in file order, duplicates (same id) dropped; at most ``limit``.
+    ``lines``: also a ``where`` column (``file:line`` of each prompt, for messages)."""
+    check_limit(limit, "max_prompts")
     rows, label = read_records(source, split)
     out, seen = [], set()
     for line, r in rows:
@@ -128,12 +210,12 @@ def load_prompts(source: str, split: str = "train", limit: int | None = None) ->
         if pid in seen:
             continue
         seen.add(pid)
-        out.append({"prompt_id": pid, "prompt": prompt})
+        out.append({"prompt_id": pid, "prompt": prompt, "where": where})
         if limit is not None and len(out) >= limit:
             break
     if not out:
         raise UserError(f"{label}: no prompts")
-    return pd.DataFrame(out, columns=["prompt_id", "prompt"])
+    return pd.DataFrame(out, columns=["prompt_id", "prompt", "where"][:3 if lines else 2])
 
 
 def _split_reply(value, prompt, where: str, field: str):
@@ -156,7 +238,9 @@ def load_pairs(source: str, split: str = "train", limit: int | None = None, keep
 
     ``keep``: further fields to carry through unchanged when a record has them (e.g. RewardBench's
     ``subset``, or a round's ``chosen_ids``), as extra columns holding None where a record lacks them.
+    Empty ``chosen``/``rejected`` replies are an error.
     """
+    check_limit(limit, "limit")
     rows, label = read_records(source, split)
     keep = tuple(k for k in keep if k not in ("prompt_id", "prompt", "chosen", "rejected"))
     out = []
@@ -169,6 +253,9 @@ def load_pairs(source: str, split: str = "train", limit: int | None = None, keep
         prompt = None if prompt is None else _text_or_messages(prompt, where, "prompt")
         prompt, chosen = _split_reply(r["chosen"], prompt, where, "chosen")
         prompt, rejected = _split_reply(r["rejected"], prompt, where, "rejected")
+        for field, reply in (("chosen", chosen), ("rejected", rejected)):
+            if not reply.strip():
+                raise UserError(f"{where}: field '{field}' is empty (a pair needs two responses)")
         if prompt is None or not prompt_key(prompt).strip():
             raise UserError(f"{where}: field 'prompt' is empty")
         pid = str(r["prompt_id"]) if r.get("prompt_id") not in (None, "") else make_prompt_id(prompt)

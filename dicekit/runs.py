@@ -27,7 +27,7 @@ import pandas as pd
 import yaml
 
 from dicekit.errors import UserError
-from dicekit.rundir import round_dir
+from dicekit.rundir import resolved_config, round_dir
 
 
 def rounds(run_dir: str | Path) -> list[int]:
@@ -60,7 +60,7 @@ def _read(path: Path, reader):
 
 
 def _yaml(path: Path) -> dict:
-    obj = yaml.safe_load(path.read_text()) or {}
+    obj = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     if not isinstance(obj, dict):
         raise ValueError("not a mapping")
     return obj
@@ -68,7 +68,7 @@ def _yaml(path: Path) -> dict:
 
 def _json_lines(path: Path) -> pd.DataFrame:
     rows = []
-    for i, line in enumerate(path.read_text().splitlines(), 1):
+    for i, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
         if line.strip():
             try:
                 rows.append(json.loads(line))
@@ -78,13 +78,17 @@ def _json_lines(path: Path) -> pd.DataFrame:
 
 
 def load_run_config(run_dir: str | Path) -> dict | None:
-    """``run.yaml``: the resolved config of the whole run."""
-    return _read(Path(run_dir) / "run.yaml", _yaml)
+    """``run.yaml``: the resolved config of the whole run; model and data paths resolved against the
+    run folder where it is now (rundir.resolved_config)."""
+    conf = _read(Path(run_dir) / "run.yaml", _yaml)
+    return None if conf is None else resolved_config(run_dir, conf)
 
 
 def load_config(run_dir: str | Path, t: int) -> dict | None:
-    """``round_<t>/config.yaml``: the round's resolved config (``alpha`` is the α used)."""
-    return _read(round_dir(run_dir, t) / "config.yaml", _yaml)
+    """``round_<t>/config.yaml``: the round's resolved config (``alpha`` is the α used); model and
+    data paths resolved against the run folder where it is now."""
+    conf = _read(round_dir(run_dir, t) / "config.yaml", _yaml)
+    return None if conf is None else resolved_config(run_dir, conf)
 
 
 def load_samples(run_dir: str | Path, t: int, columns: list[str] | None = None,

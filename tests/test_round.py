@@ -73,7 +73,9 @@ def test_round_writes_the_contract(round_values):
     # round 2: π_1 samples, reward of π_1 against π_0
     rdir2 = run_round(cfg)
     conf2 = yaml.safe_load((rdir2 / "config.yaml").read_text())
-    assert conf2["round"] == 2 and conf2["policy"] == str(rdir / "model") and conf2["reference"] == cfg.policy
+    # paths inside the run folder are stored relative to it, paths outside it absolute
+    assert conf2["round"] == 2 and conf2["policy"] == "./round_1/model"
+    assert conf2["reference"] == str(Path(cfg.policy).resolve())
     assert (rdir2 / "metrics.json").exists()
 
 
