@@ -177,7 +177,7 @@ def _text_or_messages(value, where: str, field: str):
     raise UserError(f"{where}: field '{field}' must be text or a list of {{role, content}} messages")
 
 
-def within_limit(n_tokens, limit: int | None, policy: str, where) -> list[bool]:
+def within_limit(n_tokens, limit: int | None, policy: str, where, hint: str = "long_prompts: drop") -> list[bool]:
     """Which inputs fit in ``limit`` tokens. ``policy`` "error": the first that does not is a UserError
     naming ``where(i)`` (its file:line); "drop": they are marked False for the caller to drop and count.
 
@@ -188,8 +188,7 @@ def within_limit(n_tokens, limit: int | None, policy: str, where) -> list[bool]:
     if policy == "error" and not all(keep):
         i = keep.index(False)
         raise UserError(f"{where(i)}: {int(n_tokens[i])} tokens, more than max_prompt_tokens={limit} (the model's "
-                        f"context minus max_new_tokens unless set); shorten it, or drop such inputs "
-                        f"(long_prompts: drop / --long-prompts drop)")
+                        f"context minus max_new_tokens unless set); shorten it, or drop such inputs ({hint})")
     return keep
 
 
@@ -233,12 +232,14 @@ def _split_reply(value, prompt, where: str, field: str):
     return prompt, value[-1]["content"]
 
 
-def load_pairs(source: str, split: str = "train", limit: int | None = None, keep: tuple[str, ...] = ()) -> pd.DataFrame:
+def load_pairs(source: str, split: str = "train", limit: int | None = None, keep: tuple[str, ...] = (),
+               lines: bool = False) -> pd.DataFrame:
     """DataFrame(prompt_id, prompt, chosen, rejected) with chosen/rejected as reply text.
 
     ``keep``: further fields to carry through unchanged when a record has them (e.g. RewardBench's
     ``subset``, or a round's ``chosen_ids``), as extra columns holding None where a record lacks them.
-    Empty ``chosen``/``rejected`` replies are an error.
+    Empty ``chosen``/``rejected`` replies are an error. ``lines``: also a ``where`` column (each
+    pair's ``file:line``, for messages).
     """
     check_limit(limit, "limit")
     rows, label = read_records(source, split)
@@ -260,9 +261,9 @@ def load_pairs(source: str, split: str = "train", limit: int | None = None, keep
             raise UserError(f"{where}: field 'prompt' is empty")
         pid = str(r["prompt_id"]) if r.get("prompt_id") not in (None, "") else make_prompt_id(prompt)
         out.append({"prompt_id": pid, "prompt": prompt, "chosen": chosen, "rejected": rejected,
-                    **{k: r.get(k) for k in keep}})
+                    **{k: r.get(k) for k in keep}, "where": where})
         if limit is not None and len(out) >= limit:
             break
     if not out:
         raise UserError(f"{label}: no preference pairs")
-    return pd.DataFrame(out, columns=["prompt_id", "prompt", "chosen", "rejected", *keep])
+    return pd.DataFrame(out, columns=["prompt_id", "prompt", "chosen", "rejected", *keep, *(["where"] if lines else [])])

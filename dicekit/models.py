@@ -53,6 +53,11 @@ def _source(spec: str) -> tuple[str, dict]:
     return name, ({"revision": rev} if rev else {})
 
 
+def check_source(spec: str) -> None:
+    """A model spec's path checks alone (exists if local; cached if a hub id offline), fast."""
+    _source(spec)
+
+
 def hub_offline() -> bool:
     """HF_HUB_OFFLINE as huggingface_hub reads it."""
     return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in {"1", "on", "yes", "true"}
@@ -69,9 +74,9 @@ def _in_hub_cache(name: str, revision: str | None) -> bool:
 
 
 def load_tokenizer(spec: str):
+    src, kw = _source(spec)  # path mistakes first, before transformers is imported
     from transformers import AutoTokenizer
 
-    src, kw = _source(spec)
     if not kw.get("gguf_file") and Path(src).is_dir():
         names = {"tokenizer.json", "tokenizer_config.json", "tokenizer.model", "vocab.json"}
         if not any((Path(src) / n).is_file() for n in names):
@@ -131,8 +136,8 @@ def load_model(spec: str, dtype: str = "float32", device: str | None = "auto", t
 
     if dtype not in DTYPES:
         raise UserError(f"dtype must be one of {sorted(DTYPES)}, got {dtype!r}")
-    tok = load_tokenizer(spec) if tokenizer else None
     src, kw = _source(spec)
+    tok = load_tokenizer(spec) if tokenizer else None
     try:
         model = AutoModelForCausalLM.from_pretrained(src, dtype=getattr(torch, dtype), **kw)
     except (OSError, ValueError) as e:
@@ -173,6 +178,13 @@ def stop_token_ids_of(spec: str, tokenizer) -> list[int]:
         gen = GenerationConfig.from_pretrained(src, **{k: v for k, v in kw.items() if k == "revision"})
     except (OSError, ValueError):
         gen = None
+    if gen is None:  # no generation_config.json: derived from config.json, as from_pretrained does
+        from transformers import AutoConfig
+
+        try:
+            gen = GenerationConfig.from_model_config(AutoConfig.from_pretrained(src, **kw))
+        except (OSError, ValueError):
+            gen = None
 
     class _Holder:
         generation_config = gen

@@ -10,8 +10,9 @@ Reads (all optional except the round folders; see shared/CONTRACT.md for the rou
   shown as reward accuracy instead;
 * ``analysis/reward_accuracy*.json`` (same format, any models) and ``analysis/rankers.json`` (written
   by ``dicekit compare-rankers --out``);
-* ``demo_summary.json``, or the ``extra`` argument: ``{section title: rows | markdown text}`` where
-  rows are a list of flat JSON objects (or a DataFrame) rendered as a table — the demo's per-model
+* ``demo_summary.json``, or the ``extra`` argument: ``{section title: rows | markdown text | {"text":
+  markdown, "rows": rows}}`` where rows are a list of flat JSON objects (or a DataFrame) rendered as a
+  table (after its text, which defines the table's terms) — the demo's per-model
   table (win rate, LC win rate, length, quality, reward accuracy) and its diagnostics.
 
 Writes ``report.md`` and its figures into ``out_dir`` (default ``RUN_DIR/report/``). Never imports
@@ -129,9 +130,14 @@ def _pct_ci(o: dict) -> str:
 
 
 def _extra_sections(extra) -> list[str]:
+    """Sections of ``extra``: markdown text, rows (a table), or {"text", "rows"} (the text first, so a
+    table's terms are defined where it appears)."""
     out = []
     for title, body in (extra or {}).items():
         out += [f"## {title}", ""]
+        if isinstance(body, dict):
+            out += [str(body.get("text", "")), ""] if body.get("text") else []
+            body = body.get("rows") or []
         out += [body if isinstance(body, str) else table(body), ""]
     return out
 
@@ -142,7 +148,15 @@ def write_report(run_dir, out_dir=None, extra: dict | None = None) -> Path:
     ``RUN_DIR/demo_summary.json`` is used when present."""
     run = runs.check_run_dir(run_dir)
     out = Path(out_dir) if out_dir else run / "report"
-    out.mkdir(parents=True, exist_ok=True)
+    with rundir.lock_if_inside(run, out, "dicekit report"):
+        return _write_report(run, out, extra)
+
+
+def _write_report(run: Path, out: Path, extra: dict | None) -> Path:
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise UserError(rundir.os_error_message(e, out)) from None
     if extra is None and (run / "demo_summary.json").is_file():
         extra = _json(run / "demo_summary.json")
         if not isinstance(extra, dict):
@@ -155,8 +169,9 @@ def write_report(run_dir, out_dir=None, extra: dict | None = None) -> Path:
     cfg = runs.load_run_config(run) or {}
     md = [f"# DICE run report: `{run.name}`", ""]
     first = runs.load_config(run, rounds[0]) or {}
-    md += [f"- rounds: {', '.join(map(str, rounds))}; π_0 = `{cfg.get('policy', first.get('policy', '?'))}`, "
-           f"π_-1 = `{cfg.get('reference', first.get('reference', '?'))}`",
+    pi0 = rundir.shown_path(cfg.get("policy", first.get("run_policy", first.get("policy"))), run)
+    pim1 = rundir.shown_path(cfg.get("reference", first.get("run_reference", first.get("reference"))), run)
+    md += [f"- rounds: {', '.join(map(str, rounds))}; π_0 = `{pi0 or '?'}`, π_-1 = `{pim1 or '?'}`",
            f"- dicekit {cfg.get('dicekit_version') or first.get('dicekit_version') or 'unknown'}, "
            f"git {cfg.get('git_sha') or first.get('git_sha') or 'unknown'}", ""]
     md += _extra_sections(extra)
@@ -168,18 +183,23 @@ def write_report(run_dir, out_dir=None, extra: dict | None = None) -> Path:
     md += _length_section(run, rounds, out)
     logs = {t: log for t in rounds if (log := runs.load_train_log(run, t)) is not None and len(log)}
     if logs:
-        plots.training_figure(logs, out / "training.png")
-        md += ["## Training", "", "![DPO loss and reward accuracy per step](training.png)", ""]
+        loss = plots.objective_label(first.get("loss_type", ["sigmoid"]), first.get("loss_weights"))
+        plots.training_figure(logs, out / "training.png", loss_label=loss)
+        md += ["## Training", "", f"Training {loss} per step (with an SFT term the loss starts above DPO's "
+               "log 2 ≈ 0.693) and the share of training pairs whose implicit reward margin is positive.", "",
+               "![training loss and reward accuracy per step](training.png)", ""]
     md += _accuracy_section(run, out)
     rankers = run / "analysis" / "rankers.json"
     if rankers.is_file():
         from dicekit.rankers import format_table
 
         r = _json(rankers)
-        src = f"round {r['round']} samples of `{r.get('samples')}`" if r.get("samples") else f"`{r.get('data')}`"
+        src = (f"round {r['round']} samples of `{rundir.shown_path(r.get('samples'), run)}`" if r.get("samples")
+               else f"`{rundir.shown_path(r.get('data'), run)}`")
         md += ["## Which ranker agrees with the labels? (paper Table 5)", "",
                f"{r['n_pairs']} labelled pairs from {src}" + (f", labels from the {r['oracle']} oracle" if r.get("oracle") else "")
-               + f"; implicit reward of `{r['policy']}` against `{r['reference']}`. Ties count as wrong.", "",
+               + f"; implicit reward of `{rundir.shown_path(r['policy'], run)}` against "
+               f"`{rundir.shown_path(r['reference'], run)}`. Ties count as wrong.", "",
                format_table(r), ""]
     path = rundir.write_text(out / "report.md", "\n".join(md).rstrip() + "\n")
     return path

@@ -365,20 +365,27 @@ def _check_inputs(cfg: RoundConfig, policy: str, reference: str) -> int:
     """Fail on bad input before anything is written: both models have a config and a tokenizer (local
     paths must exist; hub ids respect HF_HUB_OFFLINE), data files parse, prompts fit the context.
     Returns the number of prompts dropped as too long."""
-    from dicekit.models import context_length, load_tokenizer
+    from dicekit.models import check_source, context_length, load_tokenizer
 
+    for spec in (policy, reference):  # cheap checks first: paths, then the data files
+        check_source(spec)
+    data.load_prompts(cfg.prompts, cfg.prompts_split, cfg.max_prompts)
+    if cfg.replay_ratio > 0:
+        data.load_pairs(cfg.offline_data, cfg.offline_split, cfg.max_offline_pairs)
     toks = {}
     for spec in (policy, reference):
         toks[spec] = load_tokenizer(spec)
         context_length(spec)
-    if cfg.replay_ratio > 0:
-        data.load_pairs(cfg.offline_data, cfg.offline_split, cfg.max_offline_pairs)
     return _prompts_with_ids(cfg, toks[policy], policy)[1]
 
 
 def run_round(cfg: RoundConfig, round_: int | None = None) -> Path:
     """Run (or resume) round ``round_`` (default: the next unfinished one). Returns the round folder.
     Everything is validated before anything is written; the run folder's lock is held throughout."""
+    if cfg.quiet:
+        from dicekit.progress import silence_libraries
+
+        silence_libraries()
     t = round_ or next_round(cfg)
     if t > 1 and not (rundir.round_dir(cfg.run_dir, t - 1) / "metrics.json").exists():
         raise UserError(f"{cfg.run_dir}: round {t - 1} is not finished; run it first")

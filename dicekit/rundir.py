@@ -238,6 +238,15 @@ def run_lock(run_dir: str | Path, command: str | None = None) -> Iterator[dict]:
         _release(path, fd)
 
 
+def lock_if_inside(run_dir: str | Path, out: str | Path, command: str):
+    """:func:`run_lock` of ``run_dir`` when ``out`` lies inside it (a report or figures written into
+    the run), else a no-op context (writing elsewhere does not touch the run)."""
+    from contextlib import nullcontext
+
+    base = os.path.abspath(run_dir).rstrip(os.sep) + os.sep
+    return run_lock(run_dir, command) if os.path.abspath(out).startswith(base) else nullcontext()
+
+
 def _acquire(path: Path) -> tuple[int, dict | None]:
     """(fd holding an exclusive flock on ``path``, stale holder record or None). Loops until the fd
     locked is the inode at ``path`` (a releasing holder unlinks the file)."""

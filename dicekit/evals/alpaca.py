@@ -32,6 +32,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from dicekit.data import read_json
 from dicekit.errors import UserError, where
 from dicekit.evals import lc_glm
 from dicekit.evals.judges import Comparison, Judgement, preference_from_raw_completion, top_logprobs_of
@@ -63,17 +64,14 @@ def read_json_list(path: str | Path, what: str) -> list[dict]:
     path = Path(path)
     if not path.is_file():
         raise UserError(f"{path}: {what} file not found")
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise UserError(f"{path}: not valid JSON ({e})") from None
+    data = read_json(path)
     if not isinstance(data, list):
         raise UserError(f"{path}: expected a JSON list of {what} records, got {type(data).__name__}")
     if not data:
         raise UserError(f"{path}: the {what} file is empty")
     for i, row in enumerate(data):
         if not isinstance(row, dict):
-            raise UserError(f"{where(path, i)}: record is not a JSON object")
+            raise UserError(f"{where(path, record=i + 1)}: record is not a JSON object")
     return data
 
 
@@ -86,14 +84,14 @@ def load_outputs(path: str | Path | None, what: str = "outputs", name: str | Non
     for i, row in enumerate(rows):
         for key in ("instruction", "output"):
             if not isinstance(row.get(key), str):
-                raise UserError(f"{where(path, i, key)}: missing or not a string")
+                raise UserError(f"{where(path, field=key, record=i + 1)}: missing or not a string")
         if row["instruction"] in seen:
-            raise UserError(f"{where(path, i, 'instruction')}: duplicate instruction")
+            raise UserError(f"{where(path, field='instruction', record=i + 1)}: duplicate instruction")
         seen.add(row["instruction"])
         if name is not None:
             row["generator"] = name
         if not isinstance(row.get("generator"), str) or not row["generator"]:
-            raise UserError(f"{where(path, i, 'generator')}: missing (or pass --name)")
+            raise UserError(f"{where(path, field='generator', record=i + 1)}: missing (or pass --name)")
     generators = sorted({r["generator"] for r in rows})
     if len(generators) > 1:
         raise UserError(f"{path}: field 'generator': {len(generators)} generators in one file "
@@ -122,14 +120,14 @@ def _as_preference(value, path, i) -> float:
     try:
         p = float(value)
     except (TypeError, ValueError):
-        raise UserError(f"{where(path, i, 'preference')}: not a number ({value!r})") from None
+        raise UserError(f"{where(path, field='preference', record=i + 1)}: not a number ({value!r})") from None
     if math.isnan(p):
-        raise UserError(f"{where(path, i, 'preference')}: NaN preference (a failed judgement); "
+        raise UserError(f"{where(path, field='preference', record=i + 1)}: NaN preference (a failed judgement); "
                         "re-annotate or drop the row")
     if p == 0.0:
         p = 1.5  # legacy draw
     if not 1.0 <= p <= 2.0:
-        raise UserError(f"{where(path, i, 'preference')}: {p} is outside [1, 2]")
+        raise UserError(f"{where(path, field='preference', record=i + 1)}: {p} is outside [1, 2]")
     return p
 
 
@@ -139,10 +137,10 @@ def load_annotations(path: str | Path) -> list[dict]:
     for i, row in enumerate(rows):
         missing = [k for k in ANNOTATION_FIELDS if k not in row]
         if missing:
-            raise UserError(f"{where(path, i)}: missing field(s) {', '.join(missing)}")
+            raise UserError(f"{where(path, record=i + 1)}: missing field(s) {', '.join(missing)}")
         for k in ("instruction", "output_1", "output_2"):
             if not isinstance(row[k], str):
-                raise UserError(f"{where(path, i, k)}: not a string")
+                raise UserError(f"{where(path, field=k, record=i + 1)}: not a string")
         row["preference"] = _as_preference(row["preference"], path, i)
     for col in ("generator_2", "generator_1"):
         names = sorted({str(r[col]) for r in rows})
@@ -169,7 +167,7 @@ def reparse(rows: list[dict], path: str | Path) -> tuple[list[dict], int, int]:
             continue
         p = preference_from_raw_completion(raw, row["instruction"])
         if p is None:
-            raise UserError(f"{where(path, i, 'raw_completion')}: neither 'm' nor 'M' among the top logprobs")
+            raise UserError(f"{where(path, field='raw_completion', record=i + 1)}: neither 'm' nor 'M' among the top logprobs")
         n += 1
         bad += round(p, STORED_DECIMALS) != round(row["preference"], STORED_DECIMALS)
         out.append({**row, "preference": p})

@@ -35,7 +35,10 @@ def build_parser():
     p.add_argument("--reference", required=True, help="the reference it was trained against")
     p.add_argument("--data", required=True, help="labelled pairs: jsonl/json/parquet file, folder or hub dataset id")
     p.add_argument("--split", default="train", help="dataset split (RewardBench: filtered)")
-    p.add_argument("--limit", type=int, help="only the first N pairs")
+    p.add_argument("--limit", type=int, help="only the first N pairs (N >= 1)")
+    p.add_argument("--long-inputs", choices=("error", "drop"), default="error",
+                   help="a pair longer than the policy's context: stop naming its file:line (default), or "
+                        "drop it and count it (n_dropped_long)")
     p.add_argument("--alpha", type=float, help="alpha of the length-regularised variant (default: the data's "
                    "'alpha' column when it has one, else 0)")
     p.add_argument("--length-unit", choices=("chars", "tokens"), default="chars")
@@ -56,7 +59,7 @@ def build_parser():
 def load(data: str, split: str, limit: int | None) -> pd.DataFrame:
     from dicekit.data import load_pairs
 
-    pairs = load_pairs(data, split, limit, keep=KEEP).dropna(axis=1, how="all")
+    pairs = load_pairs(data, split, limit, keep=KEEP, lines=True).dropna(axis=1, how="all")
     if "subset" not in pairs and "source" in pairs:  # a round's pairs.parquet: generated vs offline
         pairs = pairs.rename(columns={"source": "subset"})
     return pairs
@@ -120,17 +123,17 @@ def parse_edges(text: str | None) -> list[float] | None:
 def evaluate(policy: str, reference: str, pairs: pd.DataFrame, *, alpha: float | None = None,
              length_unit: str = "chars", edges=None, rewardbench: bool = False, oracle: str | None = None,
              n_boot: int = 1000, seed: int = 0, dtype: str = "float32", tokens_per_batch: int | None = None,
-             quiet: bool = True) -> tuple[dict, pd.DataFrame]:
+             quiet: bool = True, long_inputs: str = "error") -> tuple[dict, pd.DataFrame]:
     """(summary dict, per-pair scores) for ``pairs`` (a load_pairs frame)."""
     from dicekit.evals.reward_scoring import score_pairs
 
     pairs = attach_truth(pairs, oracle)
     a = pick_alpha(alpha, pairs)
     scored = score_pairs(policy, reference, pairs, length_unit=length_unit, dtype=dtype,
-                         tokens_per_batch=tokens_per_batch, quiet=quiet)
+                         tokens_per_batch=tokens_per_batch, quiet=quiet, long_inputs=long_inputs)
     summary = RA.summarize(scored, a, edges=edges, n_boot=n_boot, seed=seed, rewardbench=rewardbench)
     summary = {"policy": policy, "reference": reference, "length_unit": length_unit, "n_boot": n_boot,
-               "seed": seed, **summary}
+               "seed": seed, "n_dropped_long": scored.attrs.get("n_dropped_long", 0), **summary}
     return summary, scored
 
 
@@ -172,14 +175,23 @@ def _acc(o: dict) -> str:
 
 
 def main(argv: list[str]) -> int:
-    args = build_parser().parse_args(argv)
+    p = build_parser()
+    args = p.parse_args(argv)
+    if args.limit is not None and args.limit < 1:
+        p.error(f"--limit must be >= 1, got {args.limit}")
+    if args.n_boot < 1:
+        p.error(f"--n-boot must be >= 1, got {args.n_boot}")
     from dicekit import rundir
 
+    if args.json:
+        from dicekit.progress import silence_libraries
+
+        silence_libraries()
     pairs = load(args.data, args.split, args.limit)
     summary, scored = evaluate(args.policy, args.reference, pairs, alpha=args.alpha, length_unit=args.length_unit,
                                edges=parse_edges(args.bucket_edges), rewardbench=args.rewardbench, oracle=args.oracle,
                                n_boot=args.n_boot, seed=args.seed, dtype=args.dtype,
-                               tokens_per_batch=args.tokens_per_batch, quiet=args.json)
+                               tokens_per_batch=args.tokens_per_batch, quiet=args.json, long_inputs=args.long_inputs)
     summary = {"data": args.data, "split": args.split, **summary}
     if args.out:
         rundir.write_json(args.out, summary)

@@ -57,24 +57,43 @@ def check_same_vocab(tok, spec: str) -> None:
 
 
 def score_pairs(policy: str, reference: str, pairs: pd.DataFrame, *, length_unit: str = "chars",
-                dtype: str = "float32", tokens_per_batch: int | None = None, quiet: bool = True) -> pd.DataFrame:
+                dtype: str = "float32", tokens_per_batch: int | None = None, quiet: bool = True,
+                long_inputs: str = "error") -> pd.DataFrame:
     """``pairs`` plus, per side s ∈ {chosen, rejected}: ``s_logp_policy``, ``s_logp_ref``, ``s_reward``
     (implicit reward, nats), ``s_n_tokens`` (response tokens, end-of-turn included) and ``s_length``
-    (``length_unit``: characters of the reply text, or tokens)."""
-    from dicekit.models import load_model
+    (``length_unit``: characters of the reply text, or tokens).
+
+    A pair whose prompt + longer reply exceeds the policy's context is an error naming its file:line
+    (``pairs["where"]`` when given), or with ``long_inputs="drop"`` left out and counted in
+    ``attrs["n_dropped_long"]``."""
+    from dicekit.data import within_limit
+    from dicekit.models import context_length, end_of_turn_id, load_model, load_tokenizer, stop_token_ids_of
     from dicekit.reward import implicit_reward
     from dicekit.score import score_sequences
 
     if length_unit not in ("chars", "tokens"):
         raise UserError(f"length unit must be 'chars' or 'tokens', got {length_unit!r}")
-    model, tok = load_model(policy, dtype=dtype)
-    p_ids, c_ids, r_ids = token_ids(tok, model, pairs)
+    tok = load_tokenizer(policy)
+    check_same_vocab(tok, reference)  # both models and every length checked before any weights load
+    eot = None if has_ids(pairs) else end_of_turn_id(tok, stop_token_ids_of(policy, tok))
+    p_ids, c_ids, r_ids = token_ids(tok, None, pairs, eot=eot)
+    need = [len(p) + max(len(c), len(r)) for p, c, r in zip(p_ids, c_ids, r_ids)]
+    where = pairs["where"].tolist() if "where" in pairs else [f"pair {i + 1}" for i in range(len(pairs))]
+    limit = context_length(policy)
+    keep = within_limit(need, limit, long_inputs, lambda i: f"{where[i]}: prompt + reply",
+                        hint="--long-inputs drop")
+    n_long = len(keep) - sum(keep)
+    if n_long:
+        pairs = pairs[keep].reset_index(drop=True)
+        p_ids, c_ids, r_ids = ([x for x, k in zip(ids, keep) if k] for ids in (p_ids, c_ids, r_ids))
+        if pairs.empty:
+            raise UserError(f"every pair is longer than the policy's context ({limit} tokens)")
+    model, _ = load_model(policy, dtype=dtype, tokenizer=False)
     n = len(pairs)
     both_p, both_r = p_ids * 2, c_ids + r_ids
     lp_pol = score_sequences(model, both_p, both_r, tokens_per_batch=tokens_per_batch, quiet=quiet,
                              label="scoring pairs under policy")
     del model
-    check_same_vocab(tok, reference)
     ref, _ = load_model(reference, dtype=dtype, tokenizer=False)
     lp_ref = score_sequences(ref, both_p, both_r, tokens_per_batch=tokens_per_batch, quiet=quiet,
                              label="scoring pairs under reference")
@@ -87,4 +106,6 @@ def score_pairs(policy: str, reference: str, pairs: pd.DataFrame, *, length_unit
         out[f"{s}_n_tokens"] = np.array([len(x) for x in ids], dtype=np.int64)
         out[f"{s}_length"] = (text.str.len().to_numpy(np.float64) if length_unit == "chars"
                               else out[f"{s}_n_tokens"].to_numpy(np.float64))
+    out = out.drop(columns="where", errors="ignore")
+    out.attrs["n_dropped_long"] = n_long
     return out
