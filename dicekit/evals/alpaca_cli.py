@@ -44,6 +44,10 @@ def build_parser():
     g.add_argument("--batch-size", type=int, default=8)
     g.add_argument("--backend", choices=("hf", "vllm"), default="hf", help="generation backend (vllm: GPU, optional extra)")
     g.add_argument("--tensor-parallel-size", type=int, default=1, help="GPUs per vLLM engine")
+    g.add_argument("--max-prompt-tokens", type=int, default=None,
+                   help="longest templated instruction (default: the model's context minus --max-new-tokens)")
+    g.add_argument("--long-prompts", choices=("error", "drop"), default="error",
+                   help="an instruction over --max-prompt-tokens: stop naming it (default), or leave it out and say how many")
     j = p.add_argument_group("judge (--model, --outputs)")
     j.add_argument("--judge", default=DEFAULT_JUDGE, help="model name | config.yaml | hf:PATH_OR_ID | oracle")
     j.add_argument("--judge-base-url", default=None, help="OpenAI-compatible base URL (default OpenAI's)")
@@ -87,6 +91,7 @@ def _generate(args, reference: list[dict], out: Path | None) -> list[dict]:
         if rows[0]["generator"] == name and all(r["instruction"] in have for r in reference):
             print(f"reusing {path}", file=sys.stderr)
             return rows
+    reference = _within_context(args, reference)
     instructions = [r["instruction"] for r in reference]
     if args.backend == "vllm":
         texts = _complete_vllm(args, instructions)
@@ -100,6 +105,24 @@ def _generate(args, reference: list[dict], out: Path | None) -> list[dict]:
     if path is not None:
         rundir.write_json(path, rows)
     return rows
+
+
+def _within_context(args, reference: list[dict]) -> list[dict]:
+    """The eval instructions whose templated prompt fits the model's context (dicekit.data.within_limit),
+    checked before the model is loaded."""
+    from dicekit.data import within_limit
+    from dicekit.errors import where
+    from dicekit.models import load_tokenizer, prompt_ids, prompt_token_limit
+
+    tok = load_tokenizer(args.model)
+    limit = prompt_token_limit(args.model, args.max_new_tokens, args.max_prompt_tokens)
+    n = [len(prompt_ids(tok, r["instruction"])) for r in reference]
+    source = args.reference_outputs or "the AlpacaEval reference outputs"
+    keep = within_limit(n, limit, args.long_prompts,
+                        lambda i: where(source, field="instruction", record=i + 1), hint="--long-prompts drop")
+    if not all(keep):
+        print(f"note: {len(keep) - sum(keep)} instructions longer than {limit} prompt tokens left out", file=sys.stderr)
+    return [r for r, k in zip(reference, keep) if k]
 
 
 def _complete_vllm(args, instructions: list[str]) -> list[str]:

@@ -12,6 +12,8 @@ and against ground truth when there is one: ``--oracle world`` (the task world's
 Data: any pairs file the round stage reads (jsonl/json/parquet/folder/hub id; text or message
 lists; a round's ``pairs.parquet`` is scored on its own token IDs), or RewardBench's shape
 (prompt, chosen, rejected, subset; e.g. ``--data allenai/reward-bench --split filtered``).
+``--layout rewardbench`` scores RewardBench's token layout instead of dicekit's (see
+dicekit.evals.reward_scoring), for like-for-like comparison with published RewardBench numbers.
 """
 
 from __future__ import annotations
@@ -44,6 +46,10 @@ def build_parser():
     p.add_argument("--length-unit", choices=("chars", "tokens"), default="chars")
     p.add_argument("--bucket-edges", help="comma-separated positive length differences (default: the median)")
     p.add_argument("--rewardbench", action="store_true", help="add RewardBench's section scores (its weights)")
+    p.add_argument("--layout", choices=("dicekit", "rewardbench"), default="dicekit",
+                   help="token layout scored: dicekit (default: the IDs the model samples and DICE trains on) or "
+                        "rewardbench (RewardBench's DPO scoring: two BOS, assistant header and a second "
+                        "end-of-turn token scored as response; for comparison with published RewardBench numbers)")
     p.add_argument("--oracle", choices=("world",), help="ground truth from the task world's oracle")
     p.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples for the 95%% intervals")
     p.add_argument("--seed", type=int, default=0)
@@ -123,17 +129,17 @@ def parse_edges(text: str | None) -> list[float] | None:
 def evaluate(policy: str, reference: str, pairs: pd.DataFrame, *, alpha: float | None = None,
              length_unit: str = "chars", edges=None, rewardbench: bool = False, oracle: str | None = None,
              n_boot: int = 1000, seed: int = 0, dtype: str = "float32", tokens_per_batch: int | None = None,
-             quiet: bool = True, long_inputs: str = "error") -> tuple[dict, pd.DataFrame]:
+             quiet: bool = True, long_inputs: str = "error", layout: str = "dicekit") -> tuple[dict, pd.DataFrame]:
     """(summary dict, per-pair scores) for ``pairs`` (a load_pairs frame)."""
     from dicekit.evals.reward_scoring import score_pairs
 
     pairs = attach_truth(pairs, oracle)
     a = pick_alpha(alpha, pairs)
     scored = score_pairs(policy, reference, pairs, length_unit=length_unit, dtype=dtype,
-                         tokens_per_batch=tokens_per_batch, quiet=quiet, long_inputs=long_inputs)
+                         tokens_per_batch=tokens_per_batch, quiet=quiet, long_inputs=long_inputs, layout=layout)
     summary = RA.summarize(scored, a, edges=edges, n_boot=n_boot, seed=seed, rewardbench=rewardbench)
     summary = {"policy": policy, "reference": reference, "length_unit": length_unit, "n_boot": n_boot,
-               "seed": seed, "n_dropped_long": scored.attrs.get("n_dropped_long", 0), **summary}
+               "seed": seed, "layout": layout, "n_dropped_long": scored.attrs.get("n_dropped_long", 0), **summary}
     return summary, scored
 
 
@@ -153,7 +159,7 @@ def format_text(s: dict) -> str:
         for row in s["by_subset"]:
             lines.append(f"  {row['subset']:<24} {row['n']:>6}  " + "  ".join(f"{k} {_pct(row[k]['accuracy'])}" for k in names))
     if "rewardbench" in s:
-        lines += ["", "RewardBench sections (%):"]
+        lines += ["", "RewardBench sections (%):", LAYOUT_NOTE[s.get("layout", "dicekit")]]
         for k in names:
             lines.append(f"  {k:<9} " + "  ".join(f"{sec} {100 * v:.2f}" for sec, v in s["rewardbench"][k].items()))
     if "truth" in s:
@@ -163,6 +169,17 @@ def format_text(s: dict) -> str:
         for k in ["labels", *names]:
             lines.append(f"  {RA.VARIANT_NAMES.get(k, 'the labels themselves'):<28} {_acc(t[k])}")
     return "\n".join(lines)
+
+
+LAYOUT_NOTE = {
+    "dicekit": ("  (layout: dicekit's - the prompt templated once with one BOS, each reply closed by one end-of-turn "
+                "token, exactly the IDs the model samples and DICE trains on. RewardBench's own DPO scoring differs: "
+                "two BOS, the assistant header and a second end-of-turn token scored as response; on the demo's "
+                "held-out pairs that moved accuracy by 2-4 points. --layout rewardbench reproduces it.)"),
+    "rewardbench": ("  (layout: RewardBench's DPO scoring - two BOS, assistant header and a second end-of-turn token "
+                    "scored as response - for comparison with published RewardBench numbers; not what the model "
+                    "samples or DICE trains on)"),
+}
 
 
 def _pct(x) -> str:
@@ -191,7 +208,8 @@ def main(argv: list[str]) -> int:
     summary, scored = evaluate(args.policy, args.reference, pairs, alpha=args.alpha, length_unit=args.length_unit,
                                edges=parse_edges(args.bucket_edges), rewardbench=args.rewardbench, oracle=args.oracle,
                                n_boot=args.n_boot, seed=args.seed, dtype=args.dtype,
-                               tokens_per_batch=args.tokens_per_batch, quiet=args.json, long_inputs=args.long_inputs)
+                               tokens_per_batch=args.tokens_per_batch, quiet=args.json, long_inputs=args.long_inputs,
+                               layout=args.layout)
     summary = {"data": args.data, "split": args.split, **summary}
     if args.out:
         rundir.write_json(args.out, summary)
