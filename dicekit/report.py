@@ -175,8 +175,11 @@ def _write_report(run: Path, out: Path, extra: dict | None) -> Path:
            f"- dicekit {cfg.get('dicekit_version') or first.get('dicekit_version') or 'unknown'}, "
            f"git {cfg.get('git_sha') or first.get('git_sha') or 'unknown'}", ""]
     md += _extra_sections(extra)
-    md += ["## Rounds", "", "Length and reward margins are means over the round's generated pairs "
-           "(chosen − rejected); loss and reward accuracy are the last logged training step.", ""]
+    md += ["## Rounds", "", "alpha*: the length penalty α (implicit reward per character, or per token) at "
+           "which the best-vs-worst pairs' chosen and rejected responses have the same mean length; alpha used: "
+           "the α the pairs were built with (α* unless fixed). Length and reward margins are means over the "
+           "round's generated pairs (chosen − rejected); loss and reward accuracy (the share of training pairs "
+           "whose implicit reward margin is positive) are the last logged training step.", ""]
     md += [table([round_row(run, t, evals) for t in rounds]), ""]
     md += _diagnostic_section(run, rounds)
     md += _eval_section(evals, out)

@@ -26,6 +26,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
+from dicekit.data import read_text
 from dicekit.errors import UserError
 from dicekit.rundir import resolved_config, round_dir
 
@@ -55,12 +56,14 @@ def _read(path: Path, reader):
         return None
     try:
         return reader(path)
+    except UserError:
+        raise
     except Exception as err:  # a damaged file is the user's to fix: name it
         raise UserError(f"{path}: cannot be read ({type(err).__name__}: {err})") from err
 
 
 def _yaml(path: Path) -> dict:
-    obj = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    obj = yaml.safe_load(read_text(path)) or {}
     if not isinstance(obj, dict):
         raise ValueError("not a mapping")
     return obj
@@ -68,7 +71,7 @@ def _yaml(path: Path) -> dict:
 
 def _json_lines(path: Path) -> pd.DataFrame:
     rows = []
-    for i, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+    for i, line in enumerate(read_text(path).splitlines(), 1):
         if line.strip():
             try:
                 rows.append(json.loads(line))
@@ -135,7 +138,7 @@ def load_train_log(run_dir: str | Path, t: int) -> pd.DataFrame | None:
 
 def load_metrics(run_dir: str | Path, t: int) -> dict | None:
     """``metrics.json``: the round's summary numbers (present once the round is finished)."""
-    return _read(round_dir(run_dir, t) / "metrics.json", lambda p: json.loads(p.read_text()))
+    return _read(round_dir(run_dir, t) / "metrics.json", lambda p: json.loads(read_text(p)))
 
 
 def load_token_credit(run_dir: str | Path, t: int) -> pd.DataFrame | None:
@@ -154,7 +157,7 @@ def load_evals(run_dir: str | Path, t: int) -> pd.DataFrame | None:
         return None
     rows = []
     for path in sorted(folder.glob("*.json")):
-        obj = _read(path, lambda p: json.loads(p.read_text()))
+        obj = _read(path, lambda p: json.loads(read_text(p)))
         if isinstance(obj, dict):
             rows.append({"name": path.stem, **_flatten(obj)})
     return pd.DataFrame(rows) if rows else None
