@@ -7,7 +7,7 @@ import pytest
 from dicekit import config, rundir
 from dicekit.data import decode_utf8, within_limit
 from dicekit.errors import UserError
-from dicekit.plots import objective_label, win_rate_axis
+from dicekit.view.plots import objective_label, win_rate_axis
 
 
 @pytest.mark.parametrize("spec,local", [

@@ -114,7 +114,7 @@ def test_two_run_rounds_of_one_config_at_once(round_values, tmp_path):
 def test_readers_run_while_a_writer_holds_the_lock_and_writers_into_the_run_wait(tmp_path):
     """A report written elsewhere only reads the run: it goes ahead while a round holds the lock; a
     report into the run folder is a writer and is refused."""
-    from dicekit.report import write_report
+    from dicekit.view.report import write_report
     from tests.app.runfolder import make_run_folder
 
     run = make_run_folder(tmp_path / "run")
@@ -133,7 +133,7 @@ def test_plot_length_diff_does_not_replace_the_report_figures(tmp_path, capsys):
     """`dicekit plot length-diff` writes to RUN_DIR/plots by default: report.md's figures stay the ones
     its text describes."""
     from dicekit.cli import main
-    from dicekit.report import write_report
+    from dicekit.view.report import write_report
     from tests.app.runfolder import make_run_folder
 
     run = make_run_folder(tmp_path / "run")

@@ -10,9 +10,10 @@ from pathlib import Path
 
 import yaml
 
-from dicekit import rundir, runs
+from dicekit import rundir
+from dicekit.view import runs
 from dicekit.config import RoundConfig, build
-from dicekit.round import run_round
+from dicekit.round.run import run_round
 
 ROOT = Path(__file__).resolve().parent.parent
 

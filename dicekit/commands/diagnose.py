@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from dicekit.cliutil import parser
+from dicekit.commands.cliutil import parser
 from dicekit.errors import UserError
 
 
@@ -21,8 +21,9 @@ def main(argv: list[str]) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", action="store_true")
     args = p.parse_args(argv)
-    from dicekit import data, rundir, runs
-    from dicekit.diagnose import diagnose_round
+    from dicekit import data, rundir
+    from dicekit.analysis.diagnose import diagnose_round
+    from dicekit.view import runs
 
     rdir = rundir.round_dir(args.run_dir, args.round)
     samples_path = rdir / "samples.parquet"

@@ -4,8 +4,8 @@ Token IDs are built exactly as the round stage builds those of offline pairs: th
 once by the chat template (``dicekit.models.prompt_ids``), each reply encoded without special tokens
 and closed by the end-of-turn token the sampler emits (``dicekit.models.response_ids``). Pairs that
 already carry ``prompt_ids``/``chosen_ids``/``rejected_ids`` (a round's ``pairs.parquet``) are scored
-on those IDs as they are. Log-probs come from ``dicekit.score.score_sequences`` (the one scorer) and
-the reward from ``dicekit.objectives.implicit_reward`` (the one definition). One model in memory at
+on those IDs as they are. Log-probs come from ``dicekit.round.score.score_sequences`` (the one scorer) and
+the reward from ``dicekit.core.objectives.implicit_reward`` (the one definition). One model in memory at
 a time.
 
 ``layout="rewardbench"`` builds the IDs as RewardBench's DPO scoring (``scripts/run_dpo.py`` through
@@ -104,10 +104,10 @@ def score_pairs(policy: str, reference: str, pairs: pd.DataFrame, *, length_unit
     (``pairs["where"]`` when given), or with ``long_inputs="drop"`` left out and counted in
     ``attrs["n_dropped_long"]``. ``layout``: "dicekit" (the round's IDs) or "rewardbench" (RewardBench's
     DPO layout, module docstring); pairs that carry their own IDs are always scored on them."""
+    from dicekit.core.reward import implicit_reward
     from dicekit.data import within_limit
     from dicekit.models import context_length, end_of_turn_id, load_model, load_tokenizer, stop_token_ids_of
-    from dicekit.reward import implicit_reward
-    from dicekit.score import score_sequences
+    from dicekit.round.score import score_sequences
 
     if length_unit not in ("chars", "tokens"):
         raise UserError(f"length unit must be 'chars' or 'tokens', got {length_unit!r}")
