@@ -142,3 +142,23 @@ def test_plot_length_diff_does_not_replace_the_report_figures(tmp_path, capsys):
     assert main(["plot", "length-diff", str(run), "--round", "1", "--alphas", "0,5*ALPHA*"]) == 0
     assert {p.name: p.read_bytes() for p in (run / "report").iterdir()} == before
     assert (run / "plots" / "length_diff_round1.png").is_file()
+
+
+def test_credit_and_diagnose_are_writers_too(tmp_path, capsys):
+    from dicekit.analysis.credit import write_token_credit
+    from dicekit.cli import main
+    from tests.app.runfolder import make_run_folder
+
+    run = make_run_folder(tmp_path / "run")
+    before = {p: p.stat().st_mtime_ns for p in run.rglob("*")}
+    proc = holder(run)
+    try:
+        with pytest.raises(UserError, match=f"in use by pid {proc.pid}"):
+            write_token_credit(run, 1, top=1)
+        assert main(["diagnose", str(run), "--round", "1"]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and f"in use by pid {proc.pid}" in err[0]
+    finally:
+        proc.kill()
+        proc.wait()
+    assert {p: p.stat().st_mtime_ns for p in run.rglob("*") if p.name != ".lock"} == before
