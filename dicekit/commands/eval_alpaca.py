@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from dicekit.commands.cliutil import parser
+from dicekit.commands.cliutil import add_prompt_length_options, parser
 
 DEFAULT_JUDGE = "gpt-4-1106-preview"
 
@@ -42,10 +42,7 @@ def build_parser():
     g.add_argument("--batch-size", type=int, default=8)
     g.add_argument("--backend", choices=("hf", "vllm"), default="hf", help="generation backend (vllm: GPU, optional extra)")
     g.add_argument("--tensor-parallel-size", type=int, default=1, help="GPUs per vLLM engine")
-    g.add_argument("--max-prompt-tokens", type=int, default=None,
-                   help="longest templated instruction (default: the model's context minus --max-new-tokens)")
-    g.add_argument("--long-prompts", choices=("error", "drop"), default="error",
-                   help="an instruction over --max-prompt-tokens: stop naming it (default), or leave it out and say how many")
+    add_prompt_length_options(g)
     j = p.add_argument_group("judge (--model, --outputs)")
     j.add_argument("--judge", default=DEFAULT_JUDGE, help="model name | config.yaml | hf:PATH_OR_ID | oracle")
     j.add_argument("--judge-base-url", default=None, help="OpenAI-compatible base URL (default OpenAI's)")

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 
-from dicekit.commands.cliutil import parser
+from dicekit.commands.cliutil import add_prompt_length_options, parser
 
 
 def build_parser():
@@ -39,6 +39,7 @@ def build_parser():
     g.add_argument("--top-p", type=float, default=1.0)
     g.add_argument("--dtype", default="float32")
     g.add_argument("--batch-size", type=int, default=8)
+    add_prompt_length_options(g)
     j = p.add_argument_group("judge (--answers, --model)")
     j.add_argument("--judge", help="judge model name (default: the judge config's judge_model)")
     j.add_argument("--judge-base-url", help="OpenAI-compatible base URL (default OpenAI's)")
@@ -56,7 +57,8 @@ def main(argv: list[str]) -> int:
     from dicekit.evals.openai_judge import OPENAI_BASE_URL
 
     generation = GenerationSettings(max_new_tokens=args.max_new_tokens, temperature=args.temperature, top_p=args.top_p,
-                                    seed=args.seed, dtype=args.dtype, batch_size=args.batch_size)
+                                    seed=args.seed, dtype=args.dtype, batch_size=args.batch_size,
+                                    max_prompt_tokens=args.max_prompt_tokens, long_prompts=args.long_prompts)
     endpoint = {"base_url": args.judge_base_url or OPENAI_BASE_URL, "api_key_env": args.judge_api_key_env,
                 "timeout_s": args.timeout, "max_retries": args.max_retries, "concurrency": args.concurrency}
     result = evaluate_arena_hard(judgments=args.judgments, answers=args.answers, model=args.model,

@@ -35,7 +35,7 @@ from dicekit import rundir
 from dicekit.data import read_jsonl_rows
 from dicekit.errors import JudgeCallsFailed, UserError, where
 from dicekit.evals.bradley_terry import Battles, bt_scores, style_features
-from dicekit.evals.generation import GenerationSettings, generate_answers, model_name
+from dicekit.evals.generation import GenerationSettings, generate_answers, model_name, within_context
 from dicekit.progress import say
 
 BENCH = "arena-hard-v0.1"
@@ -334,6 +334,11 @@ def generate_model_answers(model: str, questions: list[dict], out: Path, setting
         if all(q["question_id"] in have for q in questions):
             say(f"reusing {path}")
             return name, have
+    keep = within_context(model, [q["prompt"] for q in questions], settings,
+                          lambda i: f"question {questions[i]['question_id']}")
+    if not all(keep):
+        say(f"{len(keep) - sum(keep)} questions longer than the model's context left out", quiet)
+        questions = [q for q, k in zip(questions, keep) if k]
     texts = generate_answers(model, [q["prompt"] for q in questions], settings, quiet=quiet)
     write_answers(path, name, questions, texts)
     return name, load_answers(path)[1]
