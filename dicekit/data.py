@@ -24,6 +24,7 @@ import pandas as pd
 from dicekit.errors import UserError
 
 _SUFFIXES = {".jsonl", ".json", ".parquet"}
+_NOTED: set[str] = set()  # data notes already printed by this process (said once, not per read)
 
 
 def prompt_key(prompt) -> str:
@@ -238,13 +239,14 @@ def load_pairs(source: str, split: str = "train", limit: int | None = None, keep
 
     ``keep``: further fields to carry through unchanged when a record has them (e.g. RewardBench's
     ``subset``, or a round's ``chosen_ids``), as extra columns holding None where a record lacks them.
-    Empty ``chosen``/``rejected`` replies are an error. ``lines``: also a ``where`` column (each
+    An empty ``chosen`` reply is an error; empty ``rejected`` replies are kept and counted in a note on
+    stderr. ``lines``: also a ``where`` column (each
     pair's ``file:line``, for messages).
     """
     check_limit(limit, "limit")
     rows, label = read_records(source, split)
     keep = tuple(k for k in keep if k not in ("prompt_id", "prompt", "chosen", "rejected"))
-    out = []
+    out, empty_rejected = [], []
     for line, r in rows:
         where = f"{label}:{line}" if line else label
         for field in ("chosen", "rejected"):
@@ -254,9 +256,10 @@ def load_pairs(source: str, split: str = "train", limit: int | None = None, keep
         prompt = None if prompt is None else _text_or_messages(prompt, where, "prompt")
         prompt, chosen = _split_reply(r["chosen"], prompt, where, "chosen")
         prompt, rejected = _split_reply(r["rejected"], prompt, where, "rejected")
-        for field, reply in (("chosen", chosen), ("rejected", rejected)):
-            if not reply.strip():
-                raise UserError(f"{where}: field '{field}' is empty (a pair needs two responses)")
+        if not chosen.strip():
+            raise UserError(f"{where}: field 'chosen' is empty (the preferred response of a pair cannot be empty)")
+        if not rejected.strip():
+            empty_rejected.append(where)
         if prompt is None or not prompt_key(prompt).strip():
             raise UserError(f"{where}: field 'prompt' is empty")
         pid = str(r["prompt_id"]) if r.get("prompt_id") not in (None, "") else make_prompt_id(prompt)
@@ -266,4 +269,10 @@ def load_pairs(source: str, split: str = "train", limit: int | None = None, keep
             break
     if not out:
         raise UserError(f"{label}: no preference pairs")
+    if empty_rejected and empty_rejected[0] not in _NOTED:  # kept (an empty answer can lose), never silently
+        import sys
+
+        _NOTED.add(empty_rejected[0])
+        print(f"note: {len(empty_rejected)} pairs have an empty 'rejected' response (kept; first at "
+              f"{empty_rejected[0]})", file=sys.stderr)
     return pd.DataFrame(out, columns=["prompt_id", "prompt", "chosen", "rejected", *keep, *(["where"] if lines else [])])

@@ -94,3 +94,15 @@ def test_the_loss_label_names_the_objective():
     assert objective_label(["sigmoid", "sft"], [1.0, 1.0]) == "loss: DPO (sigmoid) + 1·SFT"
     assert objective_label(["sigmoid", "sft"], [1.0, 0.5]) == "loss: DPO (sigmoid) + 0.5·SFT"
     assert objective_label("ipo") == "loss: IPO"
+
+
+def test_an_empty_rejected_response_is_kept_with_a_note_an_empty_chosen_is_an_error(tmp_path, capsys):
+    from dicekit.data import load_pairs
+
+    path = tmp_path / "p.jsonl"
+    path.write_text('{"prompt": "a", "chosen": "b", "rejected": "c"}\n{"prompt": "d", "chosen": "e", "rejected": " "}\n')
+    assert len(load_pairs(str(path))) == 2
+    assert capsys.readouterr().err.strip() == f"note: 1 pairs have an empty 'rejected' response (kept; first at {path}:2)"
+    path.write_text('{"prompt": "a", "chosen": "", "rejected": "c"}\n')
+    with pytest.raises(UserError, match=r"p.jsonl:1: field 'chosen' is empty"):
+        load_pairs(str(path))
