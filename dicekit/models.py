@@ -110,9 +110,11 @@ def context_length(spec: str) -> int | None:
 
 def prompt_token_limit(spec: str, max_new_tokens: int, max_prompt_tokens: int | None = None) -> int | None:
     """The ``max_prompt_tokens`` policy's limit: the value given, else the model's context minus
-    ``max_new_tokens`` (None when the context is unknown). A given value above that is capped."""
+    ``max_new_tokens`` (the context itself when ``max_new_tokens`` is not below it: the prompt must fit,
+    and generation stops at the context as it would anyway; None when the context is unknown). A
+    given value above that is capped."""
     context = context_length(spec)
-    room = None if context is None else max(1, context - max_new_tokens)
+    room = None if context is None else (context - max_new_tokens if max_new_tokens < context else context)
     if max_prompt_tokens is None:
         return room
     return max_prompt_tokens if room is None else min(max_prompt_tokens, room)

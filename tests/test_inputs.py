@@ -68,6 +68,7 @@ def test_prompt_token_limit_defaults_to_the_context_minus_new_tokens(tiny_world)
     assert prompt_token_limit(tiny_world["policy"], 16) == 240
     assert prompt_token_limit(tiny_world["policy"], 16, 100) == 100
     assert prompt_token_limit(tiny_world["policy"], 16, 1000) == 240  # capped by the context
+    assert prompt_token_limit(tiny_world["policy"], 2048) == 256  # no room left for new tokens: the context
 
 
 def test_yaml_1_1_exponents_are_numbers_and_row_limits_positive(tmp_path):
