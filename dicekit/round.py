@@ -349,7 +349,7 @@ def _check_inputs(cfg: RoundConfig, policy: str, reference: str) -> None:
 
 def run_round(cfg: RoundConfig, round_: int | None = None) -> Path:
     """Run (or resume) round ``round_`` (default: the next unfinished one). Returns the round folder."""
-    from dicekit.train import TrainConfig, train_dpo
+    from dicekit.train import train_dpo
 
     t = round_ or next_round(cfg)
     if t > 1 and not (rundir.round_dir(cfg.run_dir, t - 1) / "metrics.json").exists():
@@ -391,8 +391,9 @@ def run_round(cfg: RoundConfig, round_: int | None = None) -> Path:
     t0 = time.perf_counter()
     train = {}
     if not (rdir / "model").exists():
-        tcfg = TrainConfig.from_round(cfg, seed=cfg.seed + t)
-        train = train_dpo(policy, pairs_df, rdir / "model", tcfg, rdir / "train_log.jsonl", rdir / ".work" / "train")
+        # the round's config is its training config (config.TrainConfig): beta, learning_rate, ... as read
+        train = train_dpo(policy, pairs_df, rdir / "model", cfg, rdir / "train_log.jsonl", rdir / ".work" / "train",
+                          seed=cfg.seed + t)
     timings["train_s"] = time.perf_counter() - t0
     if not main:
         return rdir
