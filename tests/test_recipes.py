@@ -34,7 +34,7 @@ def run(argv, capsys):
 
 @pytest.mark.parametrize("name", sorted(RECIPES))
 def test_recipe_has_the_official_hyperparameters(name):
-    """STACK.md "The method, as its official code does it": K 16, 2048 new tokens, β 0.1, lr 5e-7
+    """docs/method-notes.md, "The official recipe": K 16, 2048 new tokens, β 0.1, lr 5e-7
     constant, global batch 32, 300 steps, γ 0.5, 2 rounds, 8 valid samples, ≤3/≥6700 characters;
     Zephyr T 0.7 / top-p 0.9, Llama-3 T 0.9 / top-p 1.0; π_0 / π_{-1} as in the paper."""
     cfg = load(RoundConfig, RECIPES[name] / "round.yaml")
@@ -78,7 +78,7 @@ def test_accelerate_configs_parse_with_accelerate(name, file):
 
 
 def test_readmes_give_the_published_numbers_and_commands():
-    """AlpacaEval 2 LC / WR from the paper (STACK.md), and the commands to run."""
+    """AlpacaEval 2 LC / WR from the paper (docs/method-notes.md), and the commands to run."""
     published = {"zephyr-7b": ["12.69", "10.71", "19.03", "17.67", "20.71", "20.16"],
                  "llama3-8b": ["18.20", "15.50", "25.08", "25.77", "27.55", "30.99"]}
     for name, numbers in published.items():

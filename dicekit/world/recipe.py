@@ -34,7 +34,7 @@ diagnostics for any seed):
 * π_0: light DPO (lr 2e-4, 2 epochs, SFT term weight 1 on the chosen response). Its implicit reward
   agrees with the oracle on 0.64–0.67 of the pairs of its *own* samples with different quality;
   heavier training (lr 5e-4, 4 epochs) drove that below chance (0.43) and no SFT term lowered it
-  (0.61): the selection effect of shared/PROBES.md.
+  (0.61): the selection effect of docs/method-notes.md.
 """
 
 from __future__ import annotations
