@@ -6,7 +6,7 @@ type are :class:`~dicekit.errors.UserError` naming the file and the key. No torc
 
 Training settings are written down once, in :class:`TrainConfig`; :class:`RoundConfig` extends it, so
 a round config *is* the training config of its DPO stage and a YAML key such as ``beta`` reaches
-TRL's ``DPOConfig`` under its own name (``dicekit.train.dpo_args``). The YAML stays flat.
+TRL's ``DPOConfig`` under its own name (``dicekit.round.train.dpo_args``). The YAML stays flat.
 """
 
 from __future__ import annotations
@@ -23,9 +23,9 @@ import yaml
 from dicekit.errors import UserError
 
 # Scoring batch sizes by device: padded tokens per batch and LM-head positions per chunk
-# (dicekit.score). A GPU wants large batches; on a CPU a batch-1 forward is already a well-shaped
+# (dicekit.round.score). A GPU wants large batches; on a CPU a batch-1 forward is already a well-shaped
 # matrix product, and small batches, whose activations stay in cache, run faster than large ones
-# (1,024 vs 16,384 tokens: benchmarks/README, "Scoring"). Here, not in dicekit.score, so that
+# (1,024 vs 16,384 tokens: benchmarks/README, "Scoring"). Here, not in dicekit.round.score, so that
 # check-recipe estimates the scorer's memory without importing torch.
 GPU_TOKENS_PER_BATCH, GPU_CHUNK = 16384, 1024
 CPU_TOKENS_PER_BATCH, CPU_CHUNK = 1024, 256
@@ -33,7 +33,7 @@ CPU_TOKENS_PER_BATCH, CPU_CHUNK = 1024, 256
 
 @dataclass(frozen=True, kw_only=True)
 class TrainConfig:
-    """The DPO stage of a round (and of the task world's π_0). ``dicekit.train.dpo_args`` turns it into
+    """The DPO stage of a round (and of the task world's π_0). ``dicekit.round.train.dpo_args`` turns it into
     TRL's ``DPOConfig``; the field names are the YAML keys of a round config."""
 
     # official: β 0.1, lr 5e-7 constant, global batch 32, 300 steps
@@ -111,7 +111,7 @@ class RoundConfig(TrainConfig):
     alpha_search: Literal["grid", "first_worsening"] = "grid"
     replay_ratio: float = 0.5  # γ: fraction of training pairs from the offline data
     max_pairs: int | None = None
-    # round diagnostic (dicekit.diagnose): agreement of the implicit reward with a judge; off unless asked
+    # round diagnostic (dicekit.analysis.diagnose): agreement of the implicit reward with a judge; off unless asked
     diagnose: bool = False
     diagnose_judge: str = "oracle"  # oracle | hf:PATH_OR_ID | OpenAI-compatible model name | judge.yaml
     diagnose_judge_base_url: str | None = None
