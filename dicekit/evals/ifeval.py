@@ -33,6 +33,7 @@ level, clustered by prompt (instructions of one prompt are not independent; :fun
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import random
 import sys
@@ -110,6 +111,7 @@ def write_responses(path: str | Path, prompts: Sequence[dict], responses: dict[s
 
 # ------------------------------------------------------------------------------------------- checker
 
+@functools.lru_cache(maxsize=1)
 def _checker():
     """lm-eval's IFEval module, with offline Punkt data and a seeded langdetect."""
     from dicekit.evals.punkt import ensure_punkt
