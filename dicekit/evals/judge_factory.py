@@ -1,6 +1,8 @@
 """Build a pairwise judge from a spec string: ``oracle`` (the task world), ``hf:PATH_OR_ID`` (a local
-model's "m"/"M" next-token probabilities), a YAML file of endpoint settings, or an OpenAI-compatible
-model name (key read from the environment variable ``api_key_env``; never stored)."""
+model's "m"/"M" next-token probabilities), ``ifeval:PROMPTS.jsonl`` (the IFEval checker, scoring
+each output's fraction of its prompt's instructions followed), a YAML file of endpoint settings, or
+an OpenAI-compatible model name (key read from the environment variable ``api_key_env``; never
+stored)."""
 
 from __future__ import annotations
 
@@ -21,6 +23,10 @@ def judge_from_spec(spec: str, *, base_url: str | None = None, api_key_env: str 
                 raise
             raise UserError(f"{flag} oracle: the task world's judge (dicekit.world.judge) is not installed") from None
         return OracleJudge()
+    if spec.startswith("ifeval:"):
+        from dicekit.evals.ifeval_judge import IFEvalJudge
+
+        return IFEvalJudge(spec[len("ifeval:"):])
     if spec.startswith("hf:"):
         from dicekit.evals.hf_judge import HFJudge
 
