@@ -339,4 +339,11 @@ def ifeval_section(run: Path, out: Path) -> list[str]:
         by = [{"category": c, **{e["name"]: next((100 * x["strict_acc"] for x in e.get("by_category", [])
                                                   if x["name"] == c), None) for e in evals}} for c in cats]
         md += ["Instruction-level strict accuracy (%) per category:", "", table(by, floatfmt="{:.1f}"), ""]
+    types = sorted({c["name"] for e in evals for c in e.get("by_instruction", [])})
+    if types:
+        by = [{"instruction": i, "n": next(x["n"] for e in evals for x in e.get("by_instruction", []) if x["name"] == i),
+               **{e["name"]: next((100 * x["strict_acc"] for x in e.get("by_instruction", []) if x["name"] == i), None)
+                  for e in evals}} for i in types]
+        md += ["Strict accuracy (%) per instruction type (n: instructions of that type in the first model's set):", "",
+               table(by, floatfmt="{:.1f}"), ""]
     return md

@@ -132,6 +132,9 @@ def format_summary(s: dict, out: Path | None = None) -> str:
                  f"{s['n_empty_responses']} empty")
     lines.append("by category (instruction-level strict / loose): " + ", ".join(
         f"{c['name']} {100 * c['strict_acc']:.1f}/{100 * c['loose_acc']:.1f} (n={c['n']})" for c in s["by_category"]))
+    lines.append("by instruction type (strict / loose, n):")
+    lines += [f"  {c['name']:<46} {100 * c['strict_acc']:5.1f} / {100 * c['loose_acc']:5.1f}  {c['n']:>4}"
+              for c in s["by_instruction"]]
     if out is not None:
         lines.append(f"written to {out}/")
     return "\n".join(lines)

@@ -50,3 +50,4 @@ def test_report_shows_ifeval(tmp_path):
     # strict: prompt 1 newly followed (+25); loose: prompt 1 too ([T,F,T,T] → all four), also +25
     assert diff.split(" | ")[2].startswith("+25.0 [") and diff.split(" | ")[3].startswith("+25.0 [")
     assert "| punctuation | 50.0 | 75.0 |" in md  # per-category strict accuracy, π_0 then π_1
+    assert "| punctuation:no_comma | 4 | 50.0 | 75.0 |" in md  # per instruction type

@@ -183,6 +183,7 @@ def test_eval_ifeval_model_end_to_end(tiny_world, tmp_path, capsys, monkeypatch)
     rc, text, err = run_cli(argv, capsys)
     assert rc == 0, err
     assert "4 of 541 (first 4)" in text and "greedy, max 12 new tokens" in text and "not comparable" in text
+    assert "by instruction type" in text
     rows = [json.loads(x) for x in (out / "responses.jsonl").read_text().splitlines()]
     assert len(rows) == 4 and all(set(r) == {"prompt", "response"} for r in rows)
     m = json.loads((out / "metrics.json").read_text())
