@@ -218,3 +218,22 @@ def test_smollm2_answers_ifeval_prompts(tmp_path, capsys):
     assert s["n_prompts"] == 2 and s["n_empty_responses"] == 0 and s["subset"] == "2 chosen keys"
     rows = [json.loads(x) for x in (tmp_path / "responses.jsonl").read_text().splitlines()]
     assert all(len(r["response"].split()) >= 5 for r in rows)  # real text, not an empty or one-token answer
+
+
+def test_generation_resumes_from_saved_chunks(tiny_world, tmp_path, monkeypatch):
+    """Finished chunks are reused for the same model and settings (no model loaded); other settings
+    discard them."""
+    import dicekit.models
+    from dicekit.evals import ifeval
+
+    prompts = ifeval.load_prompts(limit=3)
+    kw = dict(max_new_tokens=6, batch_size=3, chunk_dir=tmp_path / "work")
+    first = ifeval.generate_responses(tiny_world["policy"], prompts, **kw)
+    assert sorted(first) == sorted(p["prompt"] for p in prompts)
+    real_load = dicekit.models.load_model
+    monkeypatch.setattr(dicekit.models, "load_model", lambda *a, **k: pytest.fail("model loaded again"))
+    assert ifeval.generate_responses(tiny_world["policy"], prompts, **kw) == first
+    loaded = []
+    monkeypatch.setattr(dicekit.models, "load_model", lambda *a, **k: loaded.append(1) or real_load(*a, **k))
+    ifeval.generate_responses(tiny_world["policy"], prompts, **{**kw, "max_new_tokens": 4})
+    assert loaded == [1]
