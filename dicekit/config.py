@@ -80,7 +80,7 @@ class RoundConfig:
     gradient_checkpointing: bool = False
     logging_steps: int = 1
     report_to: tuple[str, ...] = ()
-    # round diagnostic (dicekit.diagnose): agreement of the implicit reward with a judge; off unless asked
+    # round diagnostic (dicekit.analysis.diagnose): agreement of the implicit reward with a judge; off unless asked
     diagnose: bool = False
     diagnose_judge: str = "oracle"  # oracle | hf:PATH_OR_ID | ifeval:PROMPTS.jsonl | OpenAI-compatible model | .yaml
     diagnose_judge_base_url: str | None = None

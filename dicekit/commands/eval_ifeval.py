@@ -20,7 +20,7 @@ import json
 import shutil
 from pathlib import Path
 
-from dicekit.cliutil import parser
+from dicekit.commands.cliutil import parser
 
 
 def build_parser():

@@ -282,7 +282,7 @@ def generate_responses(model_spec: str, prompts: Sequence[dict], *, max_new_toke
     greedy by default, through dicekit's generation path (``complete``). With ``chunk_dir``, the
     prompts are generated in chunks of 64 saved there as they finish, so an interrupted run resumes
     (the chunks are only reused for the same model and decoding settings)."""
-    from dicekit.generate import complete
+    from dicekit.round.generate import complete
     from dicekit.models import load_model, model_fingerprint
     from dicekit.rundir import write_json, write_jsonl
 

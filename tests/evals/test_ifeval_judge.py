@@ -37,7 +37,7 @@ def test_preferences(prompts_file):
 def test_diagnostic_with_the_checker_as_judge(prompts_file):
     """Samples: per prompt, 4 responses, half following both instructions. An implicit reward that
     favours the followers agrees with the checker on every best-vs-worst pair; its negation on none."""
-    from dicekit.diagnose import diagnose_samples
+    from dicekit.analysis.diagnose import diagnose_samples
     from dicekit.evals.ifeval_judge import IFEvalJudge
 
     rows = []
