@@ -12,9 +12,18 @@ judge's answer must contain exactly one distinct label) becomes battles of the m
 baseline, oriented by the game: a strong verdict counts as three battles, a tie as half a win.
 Scores are Bradley–Terry fits (``dicekit.evals.bradley_terry``): baseline = 50.
 
+Style control (``--style-control``) is v0.1's (arena-hard-auto 0489bf3): per battle the model's and
+the baseline's token count and header / list / bold counts from the answer files' ``conv_metadata``,
+compared as (a − b)/(a + b + 1), standardised, and fitted with v0.1's L2-penalised logistic
+regression (``dicekit.evals.bradley_terry.ratings_v01_style``). Deviation: when an answer has no
+``conv_metadata`` (v0.1 asserts), every answer in the fit is counted from its text instead (code
+blocks removed, length in words — dicekit does not ship tiktoken), so both sides are measured alike.
+
 Deviation: the mirrored spellings B<<A, B<A, B=A, A<B, A<<B are read as the labels they mean
 (arena-hard-auto v0.1's show_result.py drops them; its v2 reads them as here). Battles are built per
 model against the baseline from each judgment row's own ``model`` field.
+
+Arena-Hard v2.0 (per-category baselines, mean scores, its layout): ``dicekit.evals.arena_hard_v2``.
 """
 
 from __future__ import annotations
@@ -27,7 +36,7 @@ import numpy as np
 
 from dicekit.data import read_jsonl_rows
 from dicekit.errors import UserError, where
-from dicekit.evals.bradley_terry import Battles, bt_scores, style_features
+from dicekit.evals.bradley_terry import Battles, bt_scores, ratings, ratings_v01_style, style_features_v01
 
 BENCH = "arena-hard-v0.1"
 STRONG_WEIGHT = 3
@@ -41,11 +50,13 @@ MIRRORED = {"B<<A": "A>>B", "B<A": "A>B", "B=A": "A=B", "A<B": "B>A", "A<<B": "B
 @dataclass(frozen=True)
 class ArenaDir:
     data: Path  # the folder holding question.jsonl
-    config: Path | None  # judge_config.yaml, if found
+    config: Path | None  # judge_config.yaml (v0.1) or config/<bench>.yaml (current layout), if found
+    layout: str = "question_id"  # "question_id": v0.1's files; "uid": the current (v2.0) layout
+    judge_utils: Path | None = None  # utils/judge_utils.py of a current checkout (per-category settings)
 
 
-def locate(spec: str) -> ArenaDir:
-    """An arena-hard-auto checkout, its data/arena-hard-v0.1 folder, or ``hub:OWNER/NAME``."""
+def resolve(spec: str) -> Path:
+    """A local folder, or ``hub:OWNER/NAME`` downloaded as a hub dataset snapshot."""
     if spec.startswith("hub:"):
         try:
             from huggingface_hub import snapshot_download
@@ -54,7 +65,12 @@ def locate(spec: str) -> ArenaDir:
         except Exception as e:  # noqa: BLE001
             raise UserError(f"cannot fetch the hub dataset {spec[4:]} ({type(e).__name__}); "
                             "pass an arena-hard-auto checkout with --arena-hard-dir") from None
-    root = Path(spec)
+    return Path(spec)
+
+
+def locate(spec: str) -> ArenaDir:
+    """An arena-hard-auto checkout, its data/arena-hard-v0.1 folder, or ``hub:OWNER/NAME``."""
+    root = resolve(spec)
     for data in (root, root / "data" / BENCH, root / BENCH):
         if (data / "question.jsonl").is_file():
             configs = [c / "config" / "judge_config.yaml" for c in (data, data.parent, data.parent.parent)]
@@ -96,7 +112,7 @@ def load_answers(path: Path) -> tuple[str, dict[str, dict]]:
         except (KeyError, IndexError, TypeError):
             raise UserError(f"{where(path, i)}: needs question_id and choices[0].turns[0].content") from None
         names.add(str(row.get("model_id") or row.get("model") or path.stem))
-        answers[qid] = {"text": text, "metadata": row.get("metadata")}
+        answers[qid] = {"text": text, "metadata": row.get("conv_metadata")}
     if len(names) > 1:
         raise UserError(f"{path}: field 'model_id': {len(names)} models in one answer file")
     return names.pop(), answers
@@ -206,13 +222,28 @@ def battles_from_judgments(rows: list[dict], baseline: str) -> BattleTable:
 CODE_BLOCK = re.compile(r"```[^`]*```")
 
 
-def style_counts(text: str, metadata: dict | None = None) -> tuple[float, np.ndarray]:
-    """(length, [headers, list items, bold spans]) of an answer: from arena-hard-auto's answer
-    metadata (token_len, header_count, list_count, bold_count) when present, else counted from the
-    text with code blocks removed (length = words)."""
-    if metadata and "token_len" in metadata:
-        counts = [sum(metadata.get(k, {}).values()) for k in ("header_count", "list_count", "bold_count")]
+STYLE_KEYS = ("header_count", "list_count", "bold_count")
+
+
+def metadata_counts(metadata: dict | None) -> tuple[float, np.ndarray] | None:
+    """(token_len, [headers, lists, bold]) from arena-hard-auto answer metadata (``conv_metadata`` in
+    v0.1, ``metadata`` in v2.0): each count an int or a dict of ints summed; None if incomplete.
+
+    >>> metadata_counts({"token_len": 9, "header_count": {"h1": 1, "h2": 2}, "list_count": 3, "bold_count": {}})
+    (9.0, array([3., 3., 0.]))
+    """
+    if not isinstance(metadata, dict) or not all(k in metadata for k in ("token_len", *STYLE_KEYS)):
+        return None
+    try:
+        counts = [v if isinstance(v, (int, float)) else sum(v.values()) for v in (metadata[k] for k in STYLE_KEYS)]
         return float(metadata["token_len"]), np.array(counts, dtype=float)
+    except (AttributeError, TypeError):
+        return None
+
+
+def text_counts(text: str) -> tuple[float, np.ndarray]:
+    """(words, [headers, list items, bold spans]) counted from an answer's text with code blocks
+    removed, with arena-hard-auto's patterns (``add_markdown_info.count_markdown_elements``)."""
     plain = CODE_BLOCK.sub("", text)
     headers = len(re.findall(r"^#{1,6}\s", plain, re.M))
     lists = len(re.findall(r"^\s*\d+\.\s", plain, re.M)) + len(re.findall(r"^\s*[-*+]\s", plain, re.M))
@@ -220,27 +251,46 @@ def style_counts(text: str, metadata: dict | None = None) -> tuple[float, np.nda
     return float(len(text.split())), np.array([headers, lists, bold], dtype=float)
 
 
-def with_style(table: BattleTable, answers: dict[str, dict[str, dict]]) -> BattleTable:
-    """Attach the standardised style features (model minus baseline) to every battle."""
-    baseline = table.players[0]
-    la, lb, ma, mb = [], [], [], []
-    for p, qid in zip(table.battles.player_a, table.question_ids):
-        model = table.players[p]
-        for name in (model, baseline):
-            if name not in answers or qid not in answers[name]:
-                raise UserError(f"style control needs {name!r}'s answer to question {qid} (model_answer/{name}.jsonl)")
-        n_a, c_a = style_counts(**answers[model][qid])
-        n_b, c_b = style_counts(**answers[baseline][qid])
-        la.append(n_a), lb.append(n_b), ma.append(c_a), mb.append(c_b)
-    feats = style_features(np.array(la), np.array(lb), np.array(ma).reshape(-1, 3), np.array(mb).reshape(-1, 3))
+def style_counts(answers: list[dict]) -> tuple[np.ndarray, np.ndarray, str]:
+    """(lengths (n,), markdown counts (n, 3), source) of answers ``{"text", "metadata"}``: from their
+    metadata when every one has it, else every one from its text (so both sides of a battle are
+    measured the same way)."""
+    meta = [metadata_counts(a.get("metadata")) for a in answers]
+    source = "metadata (tokens)"
+    if any(m is None for m in meta):
+        meta, source = [text_counts(a["text"]) for a in answers], "text (words)"
+    return (np.array([m[0] for m in meta]), np.array([m[1] for m in meta]).reshape(-1, 3), source)
+
+
+def style_pairs(models: list[str], baselines: list[str], question_ids: list[str],
+                answers: dict[str, dict[str, dict]]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, str]:
+    """(len_model, len_baseline, md_model, md_baseline, source) per battle; a missing answer is a
+    UserError naming the model and question."""
+    for name, base, qid in zip(models, baselines, question_ids):
+        for who in (name, base):
+            if who not in answers or qid not in answers[who]:
+                raise UserError(f"style control needs {who!r}'s answer to question {qid} (model_answer/{who}.jsonl)")
+    n = len(models)
+    lengths, md, source = style_counts([answers[m][q] for m, q in zip(models + baselines, question_ids + question_ids)])
+    return lengths[:n], lengths[n:], md[:n], md[n:], source
+
+
+def with_style(table: BattleTable, answers: dict[str, dict[str, dict]]) -> tuple[BattleTable, str]:
+    """v0.1's style features (model minus baseline) attached to every battle, and where the counts
+    came from."""
+    models = [table.players[p] for p in table.battles.player_a]
+    la, lb, ma, mb, source = style_pairs(models, [table.players[0]] * len(models), table.question_ids, answers)
     b = table.battles
+    feats = style_features_v01(la, lb, ma, mb)
     return BattleTable(table.players, Battles(b.player_a, b.player_b, b.outcome, feats), table.question_ids,
-                       table.n_unparsed_games)
+                       table.n_unparsed_games), source
 
 
 def leaderboard(table: BattleTable, rounds: int = 100, seed: int = 0) -> list[dict]:
-    """One row per model (baseline last): score, ci_low, ci_high, n_battles, ..."""
-    res = bt_scores(table.battles, len(table.players), baseline=0, rounds=rounds, seed=seed)
+    """One row per model (baseline last): score, ci_low, ci_high, n_battles, ... With style features,
+    v0.1's penalised fit (:func:`dicekit.evals.bradley_terry.ratings_v01_style`)."""
+    fit = ratings if table.battles.features is None else ratings_v01_style
+    res = bt_scores(table.battles, len(table.players), baseline=0, rounds=rounds, seed=seed, fit=fit)
     rows = []
     for i, name in enumerate(table.players[1:], start=1):
         mine = table.battles.player_a == i
