@@ -288,7 +288,7 @@ def main(argv: list[str]) -> int:
             raise UserError("judging needs --out (answers and judgments are written there)")
         layout, out = arena.layout, Path(args.out)
     cfg: dict = {}
-    if layout == "question_id" and arena is not None and (arena.config or not args.judgments):
+    if layout == "question_id" and arena is not None and arena.layout == "question_id" and (arena.config or not args.judgments):
         cfg = ah.load_judge_config(arena)
     if not args.judgments:
         if layout == "uid":
