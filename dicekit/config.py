@@ -81,7 +81,7 @@ class RoundConfig:
     gradient_checkpointing: bool = False
     logging_steps: int = 1
     report_to: tuple[str, ...] = ()
-    # round diagnostic (dicekit.diagnose): agreement of the implicit reward with a judge; off unless asked
+    # round diagnostic (dicekit.analysis.diagnose): agreement of the implicit reward with a judge; off unless asked
     diagnose: bool = False
     diagnose_judge: str = "oracle"  # oracle | hf:PATH_OR_ID | OpenAI-compatible model name | judge.yaml
     diagnose_judge_base_url: str | None = None

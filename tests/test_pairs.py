@@ -5,7 +5,7 @@ import doctest
 import numpy as np
 import pytest
 
-from dicekit import pairs as P
+from dicekit.core import pairs as P
 
 
 def table():

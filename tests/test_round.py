@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from dicekit.config import RoundConfig, build
-from dicekit.round import run_round
+from dicekit.round.run import run_round
 
 SAMPLE_COLS = ["prompt_id", "sample_id", "prompt", "response", "prompt_ids", "response_ids", "n_tokens", "n_chars",
                "finish_reason", "logp_policy", "logp_ref", "reward", "valid"]
@@ -90,7 +90,7 @@ def test_gamma_zero_and_one(round_values):
 def test_replay_counts_official(round_values):
     """30 offline pairs, γ = 0.75: official n_gen = min(int(30·0.25), G) = min(7, G) generated pairs and
     int(0.75·n_gen/0.25) = 3·n_gen offline, where G is the number of prompts that gave a pair."""
-    from dicekit import pairs as P
+    from dicekit.core import pairs as P
 
     vals = {**round_values, "replay_ratio": 0.75, "replay_counts": "official", "max_steps": 1}
     rdir = run_round(build(RoundConfig, vals, "t"))
@@ -126,16 +126,16 @@ def test_resume_after_sigkill_equals_uninterrupted(round_values, tmp_path):
 def test_policy_logp_from_the_hf_sampler_equals_scoring(round_values, tmp_path, monkeypatch):
     """With ``policy_logp_from_sampler`` the HF round skips the forward under π_{t-1}: logp_policy is
     the sampler's own log-probs, equal to the scorer's, and the round builds the same pairs."""
-    import dicekit.score
+    import dicekit.round.score
 
     scored_models = []
-    real = dicekit.score.score_sequences
+    real = dicekit.round.score.score_sequences
 
     def spy(model, *a, **k):
         scored_models.append(model.config._name_or_path)
         return real(model, *a, **k)
 
-    monkeypatch.setattr(dicekit.score, "score_sequences", spy)
+    monkeypatch.setattr(dicekit.round.score, "score_sequences", spy)
     base = {**round_values, "max_steps": 1, "replay_ratio": 0.0, "offline_data": None}
     scored = run_round(build(RoundConfig, {**base, "run_dir": str(tmp_path / "scored")}, "t"))
     assert round_values["policy"] in scored_models  # the spy sees the scoring stage

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from dicekit.cliutil import parser
+from dicekit.commands.cliutil import parser
 from dicekit.errors import UserError
 
 
@@ -25,7 +25,7 @@ def main(argv: list[str]) -> int:
     import yaml
 
     from dicekit import rundir
-    from dicekit.diagnose import diagnose_round
+    from dicekit.analysis.diagnose import diagnose_round
 
     rdir = rundir.round_dir(args.run_dir, args.round)
     samples_path = rdir / "samples.parquet"

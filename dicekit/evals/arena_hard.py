@@ -1,4 +1,6 @@
-"""Arena-Hard (v0.1): its data layout, the two-game judge protocol, verdicts → battles → BT scores.
+"""Arena-Hard (v0.1): its data layout, the two-game judge protocol, verdicts → battles → BT scores,
+and :func:`evaluate_arena_hard` (generate -> judge -> score, what `dicekit eval arena-hard` runs, for
+v0.1 here and for v2.0 through ``dicekit.evals.arena_hard_v2``).
 
 Everything protocol-specific — questions, the baseline's answers (gpt-4-0314), the judge's system
 prompt, prompt template, verdict regex and settings — is read from an arena-hard-auto checkout or
@@ -28,17 +30,26 @@ Arena-Hard v2.0 (per-category baselines, mean scores, its layout): ``dicekit.eva
 
 from __future__ import annotations
 
+import hashlib
+import json
 import re
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from dicekit import rundir
 from dicekit.data import read_jsonl_rows
-from dicekit.errors import UserError, where
+from dicekit.errors import JudgeCallsFailed, UserError, where
 from dicekit.evals.bradley_terry import Battles, bt_scores, ratings, ratings_v01_style, style_features_v01
+from dicekit.evals.generation import GenerationSettings, generate_answers, model_name
+from dicekit.progress import say
 
 BENCH = "arena-hard-v0.1"
+DEFAULT_BASELINE = "gpt-4-0314"
 STRONG_WEIGHT = 3
 # label -> (winner's position, number of battles)
 LABELS = {"A>>B": ("A", STRONG_WEIGHT), "A>B": ("A", 1), "A=B": ("tie", 1), "B>A": ("B", 1), "B>>A": ("B", STRONG_WEIGHT)}
@@ -329,3 +340,215 @@ def judge_game(client, cfg: dict, question: str, answer_a: str, answer_b: str) -
         messages = messages + [{"role": "assistant", "content": reply},
                                {"role": "user", "content": follow_up}]
     return {"user_prompt": messages[1]["content"], "judgment": judgment, "score": score}
+
+
+# --- evaluating (what `dicekit eval arena-hard` runs) ----------------------------------------------
+
+def judgment_files(specs: list[str | Path]) -> list[Path]:
+    """Judgment .jsonl files: each spec a file, or a folder of them."""
+    paths = []
+    for spec in specs:
+        p = Path(spec)
+        paths += sorted(p.glob("*.jsonl")) if p.is_dir() else [p]
+    return paths
+
+
+def _answer_loader(layout: str):
+    from dicekit.evals import arena_hard_v2
+
+    return arena_hard_v2.load_answers if layout == "uid" else load_answers
+
+
+def answers_for_style(arena: ArenaDir | None, players: list[str] | None, answers: dict) -> dict:
+    """Every player's answers (``players`` None: every model_answer file, as v2.0's show_result.py
+    reads them): those of this run plus the arena folder's model_answer/ files."""
+    if arena is None:
+        raise UserError("--style-control needs --arena-hard-dir (the models' answers carry the style features)")
+    load = _answer_loader(arena.layout)
+    answers = dict(answers)
+    if players is None:
+        players = [p.stem for p in sorted((arena.data / "model_answer").glob("*.jsonl"))]
+    for name in players:
+        if name in answers:
+            continue
+        path = arena.data / "model_answer" / f"{name}.jsonl"
+        if path.is_file():
+            answers[name] = load(path)[1]
+    return answers
+
+
+def answer_row(layout: str, name: str, question: dict, text: str) -> dict:
+    """One answer in arena-hard-auto's model_answer format: v0.1's (``question_id``, ``choices``) or
+    the current one (``uid``, ``messages``; no ``metadata``, so style control counts from the text)."""
+    q = question["question_id"]
+    ans_id = hashlib.sha256(f"{name}|{q}".encode()).hexdigest()[:22]
+    if layout == "uid":
+        return {"uid": q, "ans_id": ans_id, "model": name, "tstamp": time.time(),
+                "messages": [{"role": "user", "content": question["prompt"]}, {"role": "assistant", "content": {"answer": text}}]}
+    return {"question_id": q, "answer_id": ans_id, "model_id": name,
+            "choices": [{"index": 0, "turns": [{"content": text}]}], "tstamp": time.time()}
+
+
+def generate_model_answers(model: str, questions: list[dict], out: Path, settings: GenerationSettings,
+                           name: str | None = None, quiet: bool = False, layout: str = "question_id") -> tuple[str, dict]:
+    """``out/model_answer/<name>.jsonl`` (reused when it answers every question) and its answers."""
+    load = _answer_loader(layout)
+    name = name or model_name(model)
+    path = out / "model_answer" / f"{name}.jsonl"
+    if path.is_file():
+        have = load(path)[1]
+        if all(q["question_id"] in have for q in questions):
+            say(f"reusing {path}", quiet)
+            return name, have
+    texts = generate_answers(model, [q["prompt"] for q in questions], settings, quiet=quiet)
+    rundir.write_jsonl(path, [answer_row(layout, name, q, t) for q, t in zip(questions, texts)])
+    return name, load(path)[1]
+
+
+def judge_key(*parts) -> str:
+    """The cache key of one question's judgment: everything that determines it."""
+    return hashlib.sha256(json.dumps(parts).encode()).hexdigest()
+
+
+def run_judge_jobs(client, path: Path, jobs: list[tuple[str, object]], n_questions: int) -> Path:
+    """Judge each ``(key, make_row)`` whose key is not yet in ``path`` (rows carry ``dicekit_key``),
+    appending each row as soon as it is done, ``client.endpoint.concurrency`` at a time. Raises
+    :class:`JudgeCallsFailed` when some questions failed (the rest are kept)."""
+    from dicekit.evals.openai_judge import CallFailed
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    done = set()
+    if path.is_file():
+        for line in path.read_text(encoding="utf-8").splitlines():
+            try:
+                done.add(json.loads(line)["dicekit_key"])
+            except (json.JSONDecodeError, KeyError, TypeError):
+                continue  # a line cut short by a crash, or not ours
+    todo = [(key, make_row) for key, make_row in jobs if key not in done]
+    lock, failures = threading.Lock(), []
+
+    def one(key, make_row):
+        row = {**make_row(), "dicekit_key": key}
+        with lock, path.open("a", encoding="utf-8") as f:
+            f.write(json.dumps(row, ensure_ascii=False) + "\n")
+
+    with ThreadPoolExecutor(max_workers=max(1, client.endpoint.concurrency)) as pool:
+        for fut in as_completed([pool.submit(one, *t) for t in todo]):
+            try:
+                fut.result()
+            except CallFailed as e:
+                failures.append(str(e))
+    say(f"judge {client.endpoint.model}: {n_questions} questions, {n_questions - len(todo)} reused, "
+        f"{client.stats.calls} calls, {client.stats.retries} retries")
+    if failures:
+        raise JudgeCallsFailed(f"{len(failures)} questions failed (first: {failures[0]}); "
+                               "rerun the same command to retry them — the rest are kept")
+    return path
+
+
+def judge_answers(arena: ArenaDir, cfg: dict, baseline: str, name: str, answers: dict, questions: list[dict],
+                  out: Path, endpoint) -> Path:
+    """Judge ``answers`` against the baseline's (two games per question) with the OpenAI-compatible
+    ``endpoint`` (dicekit.evals.openai_judge.Endpoint); rows are appended to
+    ``out/model_judgment/<judge>/<name>.jsonl`` as they finish, and rows already there for the same
+    judge, prompts and answers are reused. Raises :class:`JudgeCallsFailed` when some questions failed."""
+    from dicekit.evals.openai_judge import ChatClient
+
+    _, base_answers = load_answers(arena.data / "model_answer" / f"{baseline}.jsonl")
+    client = ChatClient(endpoint)
+    cfg = {**cfg, "judge_model": endpoint.model}
+    ident = json.dumps([endpoint.model, endpoint.public_url(), cfg["system_prompt"], cfg["prompt_template"],
+                        cfg["regex_pattern"], cfg.get("temperature", 0), cfg.get("max_tokens", 4096)])
+    jobs = []
+    for q in questions:
+        if q["question_id"] not in answers or q["question_id"] not in base_answers:
+            raise UserError(f"no answer to question {q['question_id']} from {name if q['question_id'] not in answers else baseline}")
+        a, b = answers[q["question_id"]]["text"], base_answers[q["question_id"]]["text"]
+
+        def make_row(q=q, a=a, b=b):
+            games = [judge_game(client, cfg, q["prompt"], b, a), judge_game(client, cfg, q["prompt"], a, b)]
+            return {"question_id": q["question_id"], "model": name, "judge": endpoint.model, "games": games}
+        jobs.append((judge_key(ident, q["prompt"], a, b), make_row))
+    path = out / "model_judgment" / endpoint.model.replace("/", "_") / f"{name}.jsonl"
+    return run_judge_jobs(client, path, jobs, len(questions))
+
+
+def score_v01(files: list[Path], baseline: str, arena: ArenaDir | None = None, style_control: bool = False,
+              this_run: dict | None = None, bootstrap_rounds: int = 100, seed: int = 0) -> dict:
+    """v0.1 scores of judgment files: the model's leaderboard row, the judges, baseline and rules."""
+    rows = load_judgments(files)
+    table = battles_from_judgments(rows, baseline)
+    style_source = None
+    if style_control:
+        table, style_source = with_style(table, answers_for_style(arena, table.players, this_run or {}))
+    board = leaderboard(table, rounds=bootstrap_rounds, seed=seed)
+    return {**board[0], "version": "v0.1", "rules": "arena-hard-auto 0489bf3 show_result.py",
+            "judges": sorted({str(r.get("judge", "")) for r in rows} - {""}), "baseline": baseline,
+            "style_control": style_control, "style_counts": style_source, "bootstrap_rounds": bootstrap_rounds,
+            "seed": seed, "interval": [2.5, 97.5], "leaderboard": board}
+
+
+def evaluate_arena_hard(*, judgments: list[str | Path] | None = None, answers: str | Path | None = None,
+                        model: str | None = None, arena_hard_dir: str | None = None, version: str | None = None,
+                        baseline: str | None = None, category: list[str] | None = None, style_control: bool = False,
+                        control_features: list[str] | None = None, bootstrap_rounds: int = 100, seed: int = 0,
+                        name: str | None = None, out: str | Path | None = None, max_questions: int | None = None,
+                        generation: GenerationSettings = GenerationSettings(max_new_tokens=4096),
+                        judge_model: str | None = None, judge_endpoint: dict | None = None,
+                        quiet: bool = False) -> dict:
+    """Arena-Hard scores from exactly one source: ``judgments`` (files or folders: scores only),
+    ``answers`` (a model_answer .jsonl: judge, score) or ``model`` (generate, judge, score).
+
+    The rules follow the files: v0.1's layout (``question_id``) is scored here, the current layout
+    (``uid``: v2.0) by :func:`dicekit.evals.arena_hard_v2.evaluate` (``category``,
+    ``control_features`` apply there). ``version`` ("v0.1" / "v2.0") picks the benchmark folder of a
+    checkout. Judging needs ``arena_hard_dir`` (questions, baseline answers, judge config) and
+    ``out``; the judge is ``judge_model`` (default: the config's) on an OpenAI-compatible endpoint with
+    the other :class:`~dicekit.evals.openai_judge.Endpoint` settings in ``judge_endpoint``. v0.1
+    returns the model's leaderboard row with ``version``, ``judges``, ``baseline``, ``style_control``,
+    ``bootstrap_rounds``, ``seed``, ``interval`` and the whole ``leaderboard``; with ``out``, also
+    written as ``out/arena_hard_scores.json``."""
+    from dicekit.evals import arena_hard_v2 as v2
+
+    if sum(x is not None for x in (judgments, answers, model)) != 1:
+        raise ValueError("evaluate_arena_hard: give exactly one of judgments, answers, model")
+    arena = v2.locate(arena_hard_dir, version) if arena_hard_dir else None
+    files = judgment_files(judgments) if judgments else None
+    layout = v2.files_layout(files) if files else arena.layout if arena else None
+    if version == "v2.0" and layout == "question_id" and files:
+        raise UserError(f"{files[0]}: the judgments are in v0.1's layout (question_id), not v2.0's (uid)")
+    if layout == "uid" or (layout is None and version == "v2.0"):
+        return v2.evaluate(arena=arena, files=files, answers=answers, model=model, baseline=baseline,
+                           category=category, control=tuple(control_features or (("length", "markdown") if style_control else ())),
+                           bootstrap_rounds=bootstrap_rounds, seed=seed, name=name, out=out, max_questions=max_questions,
+                           generation=generation, judge_model=judge_model, judge_endpoint=judge_endpoint, quiet=quiet)
+    use_arena = arena if arena is not None and arena.layout == "question_id" else None
+    cfg = load_judge_config(use_arena) if use_arena is not None and (use_arena.config or not judgments) else {}
+    baseline = baseline or cfg.get("baseline_model") or DEFAULT_BASELINE
+    this_run: dict = {}
+    if not judgments:
+        arena, out = judging_paths(arena, out)
+        from dicekit.evals.openai_judge import Endpoint
+
+        questions = load_questions(arena)[:max_questions]
+        if model is not None:
+            name, run_answers = generate_model_answers(model, questions, out, generation, name, quiet)
+        else:
+            file_name, run_answers = load_answers(Path(answers))
+            name = name or file_name
+        endpoint = Endpoint(model=judge_model or cfg["judge_model"], **(judge_endpoint or {}))
+        files = [judge_answers(arena, cfg, baseline, name, run_answers, questions, out, endpoint)]
+        this_run[name] = run_answers
+    result = score_v01(files, baseline, use_arena, style_control, this_run, bootstrap_rounds, seed)
+    if out:
+        rundir.write_json(Path(out) / "arena_hard_scores.json", result)
+    return result
+
+
+def judging_paths(arena: ArenaDir | None, out) -> tuple[ArenaDir, Path]:
+    """Judging needs a checkout (questions, baseline answers, judge config) and an output folder."""
+    if arena is None:
+        raise UserError("judging needs --arena-hard-dir (questions, baseline answers, judge config)")
+    if not out:
+        raise UserError("judging needs --out (answers and judgments are written there)")
+    return arena, Path(out)

@@ -45,6 +45,7 @@ are read from the user's checkout or files.
 from __future__ import annotations
 
 import ast
+import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -52,10 +53,13 @@ from pathlib import Path
 import numpy as np
 
 from dicekit.errors import UserError, where
-from dicekit.evals.arena_hard import (ArenaDir, BattleTable, canonical, game_outcomes, read_jsonl, resolve,
-                                     style_pairs)
+from dicekit import rundir
+from dicekit.evals.arena_hard import (ArenaDir, BattleTable, answers_for_style, canonical, game_outcomes,
+                                     generate_model_answers, judge_key, judging_paths, read_jsonl, resolve,
+                                     run_judge_jobs, style_pairs)
 from dicekit.evals.arena_hard import locate as locate_v01
 from dicekit.evals.bradley_terry import Battles, bt_scores, style_features_v2
+from dicekit.evals.generation import GenerationSettings
 
 BENCH = "arena-hard-v2.0"
 CI = (5.0, 95.0)
@@ -405,3 +409,74 @@ def judge_game(client, cfg: dict, system_prompt: str, question: str, answer_a: s
             "max_tokens": cfg.get("max_tokens", 16000), "messages": messages}
     reply = client.chat(body)["choices"][0]["message"].get("content") or ""
     return {"score": parse_verdict(reply, cfg["regex_patterns"]), "judgment": {"answer": reply}, "prompt": messages}
+
+
+def judge_answers(arena: ArenaDir, cfg: dict, settings: dict[str, dict], baseline: str | None, name: str,
+                  answers: dict, questions: list[dict], out: Path, endpoint) -> Path:
+    """Two games per question against its category's baseline (``baseline`` overrides), with the
+    category's system prompt, through the OpenAI-compatible ``endpoint``; resumable as
+    :func:`dicekit.evals.arena_hard.judge_answers`. Rows in v2.0's judgment format."""
+    from dicekit.evals.openai_judge import ChatClient
+
+    client = ChatClient(endpoint)
+    cfg = {**cfg, "judge_model": endpoint.model}
+    ident = json.dumps([endpoint.model, endpoint.public_url(), cfg["prompt_template"], cfg["regex_patterns"],
+                        cfg.get("temperature", 0.0), cfg.get("max_tokens", 16000)])
+    base_answers: dict[str, dict] = {}
+    jobs = []
+    for q in questions:
+        cat = settings.get(q["category"])
+        if cat is None:
+            raise UserError(f"{arena.judge_utils}: no JUDGE_SETTINGS for category {q['category']!r} (question {q['question_id']})")
+        base = baseline or cat["baseline"]
+        if base not in base_answers:
+            base_answers[base] = load_answers(arena.data / "model_answer" / f"{base}.jsonl")[1]
+        if q["question_id"] not in answers or q["question_id"] not in base_answers[base]:
+            raise UserError(f"no answer to question {q['question_id']} from {name if q['question_id'] not in answers else base}")
+        a, b = answers[q["question_id"]]["text"], base_answers[base][q["question_id"]]["text"]
+
+        def make_row(q=q, a=a, b=b, base=base, system=cat["system_prompt"]):
+            games = [judge_game(client, cfg, system, q["prompt"], b, a), judge_game(client, cfg, system, q["prompt"], a, b)]
+            return {"uid": q["question_id"], "category": q["category"], "judge": endpoint.model, "model": name,
+                    "baseline": base, "games": games}
+        jobs.append((judge_key(ident, cat["system_prompt"], q["prompt"], a, b), make_row))
+    path = out / "model_judgment" / endpoint.model.replace("/", "_") / f"{name}.jsonl"
+    return run_judge_jobs(client, path, jobs, len(questions))
+
+
+def evaluate(*, arena: ArenaDir | None, files: list[Path] | None, answers=None, model: str | None = None,
+             baseline: str | None = None, category: list[str] | None = None, control: tuple[str, ...] = (),
+             bootstrap_rounds: int = 100, seed: int = 0, name: str | None = None, out=None,
+             max_questions: int | None = None, generation: GenerationSettings = GenerationSettings(max_new_tokens=4096),
+             judge_model: str | None = None, judge_endpoint: dict | None = None, quiet: bool = False) -> dict:
+    """v2.0's side of :func:`dicekit.evals.arena_hard.evaluate_arena_hard`: score ``files``, or judge
+    ``answers`` / generate with ``model`` first. Returns ``{"version", "rules", "judges",
+    "style_control", "bootstrap_rounds", "seed", "interval", "categories": {category: {"baseline",
+    "leaderboard", "style_counts"}}}``; with ``out``, also written as ``out/arena_hard_scores.json``."""
+    settings = read_judge_settings(arena.judge_utils) if arena is not None and arena.judge_utils else None
+    this_run: dict = {}
+    if files is None:
+        arena, out = judging_paths(arena, out)
+        if arena.config is None or settings is None:
+            raise UserError(f"{arena.data}: judging needs the checkout's config/{arena.data.name}.yaml and utils/judge_utils.py")
+        cfg = read_config(arena.config)
+        from dicekit.evals.openai_judge import Endpoint
+
+        questions = load_questions(arena.data / "question.jsonl")[:max_questions]
+        if model is not None:
+            name, run_answers = generate_model_answers(model, questions, out, generation, name, quiet, layout="uid")
+        else:
+            file_name, run_answers = load_answers(Path(answers))
+            name = name or file_name
+        endpoint = Endpoint(model=judge_model or cfg["judge_model"], **(judge_endpoint or {}))
+        files = [judge_answers(arena, cfg, settings, baseline, name, run_answers, questions, out, endpoint)]
+        this_run[name] = run_answers
+    rows = load_judgments(files)
+    style_answers = answers_for_style(arena, None, this_run) if control else None
+    cats = score(rows, category, settings, baseline, style_answers, control, bootstrap_rounds, seed)
+    result = {"version": "v2.0", "rules": "arena-hard-auto 196f6b8 show_result.py",
+              "judges": sorted({str(r.get("judge", "")) for r in rows} - {""}), "style_control": list(control),
+              "bootstrap_rounds": bootstrap_rounds, "seed": seed, "interval": list(CI), "categories": cats}
+    if out:
+        rundir.write_json(Path(out) / "arena_hard_scores.json", result)
+    return result

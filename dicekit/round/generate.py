@@ -2,7 +2,7 @@
 
 Samples are generated shard by shard: a shard is a fixed run of consecutive prompts (all K samples
 of each), generated in fixed batches, so its batches are the same on every run, a resumed stage
-continues from the first shard not yet on disk, and ranks of a multi-process run split the shards. Each sample's randomness comes from its own key (dicekit.sampling), so it does
+continues from the first shard not yet on disk, and ranks of a multi-process run split the shards. Each sample's randomness comes from its own key (dicekit.round.sampling), so it does
 not depend on which other prompts share its batch either. Token IDs are kept exactly as sampled:
 ``prompt_ids`` is the templated prompt fed to the model, ``response_ids`` runs up to and including
 the first stop token (``finish_reason = "stop"``) or is ``max_new_tokens`` long (``"length"``).
@@ -20,9 +20,9 @@ import numpy as np
 import pandas as pd
 
 from dicekit import rundir
-from dicekit.pairs import response_chars
+from dicekit.core.pairs import response_chars
 from dicekit.progress import bar
-from dicekit.sampling import KeyedSampler, sample_key
+from dicekit.round.sampling import KeyedSampler, sample_key
 
 SAMPLE_COLUMNS = ["prompt_id", "sample_id", "prompt", "response", "prompt_ids", "response_ids",
                   "n_tokens", "n_chars", "finish_reason", "logp_sampler"]
@@ -84,7 +84,7 @@ def generate_samples(model, tokenizer, stop_ids, prompts: pd.DataFrame, work_dir
     order, sample_id). ``prompts`` has columns prompt_id, prompt, prompt_ids. A shard's prompts are
     generated ``batch_size // samples_per_prompt`` at a time (all K samples of a prompt in one batch).
     ``shards``: only these shard indices (a rank's share); default all. ``engine``: a
-    :class:`dicekit.vllm_backend.VLLMEngine` to sample with instead of ``model`` (HF)."""
+    :class:`dicekit.round.vllm_backend.VLLMEngine` to sample with instead of ``model`` (HF)."""
     work_dir.mkdir(parents=True, exist_ok=True)
     plan = shard_plan(len(prompts), shard_prompts)
     todo = list(range(len(plan))) if shards is None else list(shards)
@@ -120,7 +120,7 @@ def _sample_chunk(model, tokenizer, stop_ids, pad_id, chunk: pd.DataFrame, seed,
         outs = _generate_batch(model, pad_id, stop_ids, seqs, keys, max_new_tokens=max_new_tokens,
                                temperature=temperature, top_p=top_p)
     else:
-        from dicekit.vllm_backend import sample_prompts
+        from dicekit.round.vllm_backend import sample_prompts
 
         outs = [(r, f, float("nan") if lp is None else lp) for r, f, lp in sample_prompts(
             engine, [list(p) for p in chunk["prompt_ids"]], list(chunk["prompt_id"]), seed=seed, round_=round_,

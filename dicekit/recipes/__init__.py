@@ -1,0 +1,2 @@
+"""Code behind the recipes on real models in benchmarks/: ``smollm2`` (SmolLM2-135M-Instruct from a
+GGUF inside a PyPI package, converted once to a safetensors folder)."""
