@@ -56,8 +56,9 @@ from dicekit.errors import UserError, where
 from dicekit import rundir
 from dicekit.evals.arena_hard import (ArenaDir, BattleTable, answers_for_style, canonical, game_outcomes,
                                      generate_model_answers, judge_key, judging_paths, read_jsonl, resolve,
-                                     run_judge_jobs, style_pairs)
+                                     run_judge_jobs)
 from dicekit.evals.arena_hard import locate as locate_v01
+from dicekit.evals.arena_hard_style import style_pairs
 from dicekit.evals.bradley_terry import Battles, bt_scores, style_features_v2
 from dicekit.evals.generation import GenerationSettings
 

@@ -7,7 +7,7 @@ import re
 import numpy as np
 import pytest
 
-from dicekit.evals import arena_hard, bradley_terry
+from dicekit.evals import arena_hard, arena_hard_style, bradley_terry
 from tests.evals.conftest import LocalEndpoint, longer_wins, run_cli
 
 BASELINE = "gpt-4-0314"
@@ -31,7 +31,7 @@ def scores(tmp_path, rows, capsys, *extra):
     return json.loads(out)
 
 
-@pytest.mark.parametrize("module", [bradley_terry, arena_hard])
+@pytest.mark.parametrize("module", [bradley_terry, arena_hard, arena_hard_style])
 def test_docstring_examples(module):
     result = doctest.testmod(module)
     assert result.attempted > 0 and result.failed == 0
