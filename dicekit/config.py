@@ -64,6 +64,7 @@ class RoundConfig:
     alpha_grid: tuple[float, float, float] = (0.0, 0.999, 0.001)  # start, stop (inclusive), step
     alpha_search: Literal["grid", "first_worsening"] = "grid"
     replay_ratio: float = 0.5  # γ: fraction of training pairs from the offline data
+    replay_counts: Literal["dicekit", "official"] = "dicekit"  # how many of each (pairs.replay_counts / replay_counts_official)
     max_pairs: int | None = None
     # training (official: β 0.1, lr 5e-7 constant, global batch 32, 300 steps)
     beta: float = 0.1
