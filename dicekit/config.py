@@ -110,10 +110,11 @@ class RoundConfig(TrainConfig):
     alpha_grid: tuple[float, float, float] = (0.0, 0.999, 0.001)  # start, stop (inclusive), step
     alpha_search: Literal["grid", "first_worsening"] = "grid"
     replay_ratio: float = 0.5  # γ: fraction of training pairs from the offline data
+    replay_counts: Literal["dicekit", "official"] = "dicekit"  # how many of each (pairs.replay_counts / replay_counts_official)
     max_pairs: int | None = None
     # round diagnostic (dicekit.analysis.diagnose): agreement of the implicit reward with a judge; off unless asked
     diagnose: bool = False
-    diagnose_judge: str = "oracle"  # oracle | hf:PATH_OR_ID | OpenAI-compatible model name | judge.yaml
+    diagnose_judge: str = "oracle"  # oracle | hf:PATH_OR_ID | ifeval:PROMPTS.jsonl | OpenAI-compatible model | .yaml
     diagnose_judge_base_url: str | None = None
     diagnose_judge_api_key_env: str = "OPENAI_API_KEY"
     diagnose_max_pairs: int | None = 200  # comparisons per set (bounds judge cost)

@@ -141,7 +141,10 @@ class ChatClient:
         for attempt in range(self.endpoint.max_retries + 1):
             retry_after = None
             try:
-                raw = self._client.chat.completions.with_raw_response.create(**body)
+                # every other field as given (extra_body): the JSON sent is ``body`` whatever its keys
+                rest = {k: v for k, v in body.items() if k not in ("model", "messages")}
+                raw = self._client.chat.completions.with_raw_response.create(model=body["model"], messages=body["messages"],
+                                                                             extra_body=rest)
                 data = json.loads(raw.http_response.content)
                 if not isinstance(data, dict) or not data.get("choices"):
                     raise ValueError("no 'choices' in the response")

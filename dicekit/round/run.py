@@ -255,7 +255,11 @@ def stage_pairs(cfg: RoundConfig, t: int, rdir: Path, models: _OneModel, samples
         used = set(gen["prompt"])
         offline_keys = [data.prompt_key(p) for p in offline["prompt"]]
         n_off_avail = sum(k not in used for k in offline_keys)
-    n_gen, n_off = P.replay_counts(len(gen), n_off_avail, cfg.replay_ratio, cfg.max_pairs)
+    if cfg.replay_counts == "official":
+        n_total = 0 if offline is None else len(offline)
+        n_gen, n_off = P.replay_counts_official(len(gen), n_total, n_off_avail, cfg.replay_ratio, cfg.max_pairs)
+    else:
+        n_gen, n_off = P.replay_counts(len(gen), n_off_avail, cfg.replay_ratio, cfg.max_pairs)
     if n_gen < len(gen):
         keep = np.sort(np.random.default_rng([cfg.seed, t, 1]).choice(len(gen), n_gen, replace=False))
         gen = gen.iloc[keep].reset_index(drop=True)

@@ -35,6 +35,7 @@ class FakeJudgeServer(LocalEndpoint):
         with self.lock:
             self.requests += 1
             self.auth_headers.add(headers.get("Authorization", ""))
+            self.last_body = body
             fault = self.faults.pop(0) if self.faults else None
         if fault == "timeout":
             time.sleep(1.5)
@@ -209,12 +210,13 @@ def test_retry_after_is_honoured_and_capped(monkeypatch):
     try:
         client = ChatClient(Endpoint(model="judge", base_url=server.url, api_key_env="DICEKIT_TEST_JUDGE_KEY",
                                      timeout_s=5, backoff_s=0.01, max_backoff_s=60.0, max_retries=3), sleep=slept.append)
-        data = client.chat({"model": "judge", "max_tokens": 1, "messages": [
+        data = client.chat({"model": "judge", "max_tokens": 1, "top_logprobs": 5, "messages": [
             {"role": "user", "content": '"instruction": """q"""\n"output": """aa"""\n"output": """b"""'}]})
     finally:
         server.close()
     assert data["choices"][0]["message"]["content"] == "m"
     assert slept == [7.0, 60.0, 0.25]
+    assert server.last_body["max_tokens"] == 1 and server.last_body["top_logprobs"] == 5  # the body as given
     assert (client.stats.calls, client.stats.retries, server.requests) == (1, 3, 4)
 
 
