@@ -281,7 +281,11 @@ def stage_pairs(cfg: RoundConfig, t: int, rdir: Path, models: _OneModel, samples
         used = set(gen["prompt"])
         offline_keys = [data.prompt_key(p) for p in offline["prompt"]]
         n_off_avail = sum(k not in used for k in offline_keys)
-    n_gen, n_off = P.replay_counts(len(gen), n_off_avail, cfg.replay_ratio, cfg.max_pairs)
+    if cfg.replay_counts == "official":
+        n_total = 0 if offline is None else len(offline)
+        n_gen, n_off = P.replay_counts_official(len(gen), n_total, n_off_avail, cfg.replay_ratio, cfg.max_pairs)
+    else:
+        n_gen, n_off = P.replay_counts(len(gen), n_off_avail, cfg.replay_ratio, cfg.max_pairs)
     if n_gen < len(gen):
         keep = np.sort(np.random.default_rng([cfg.seed, t, 1]).choice(len(gen), n_gen, replace=False))
         gen = gen.iloc[keep].reset_index(drop=True)
@@ -409,7 +413,7 @@ def run_round(cfg: RoundConfig, round_: int | None = None) -> Path:
 
 def _run_round_locked(cfg: RoundConfig, t: int, rdir: Path, policy: str, reference: str, current: dict,
                       n_long: int) -> Path:
-    from dicekit.round.train import TrainConfig, train_dpo
+    from dicekit.round.train import train_dpo
 
     rdir.mkdir(parents=True, exist_ok=True)
     main = dist.is_main()
@@ -442,8 +446,9 @@ def _run_round_locked(cfg: RoundConfig, t: int, rdir: Path, policy: str, referen
     t0 = time.perf_counter()
     train = {}
     if not (rdir / "model").exists():
-        tcfg = TrainConfig.from_round(cfg, seed=cfg.seed + t)
-        train = train_dpo(policy, pairs_df, rdir / "model", tcfg, rdir / "train_log.jsonl", rdir / ".work" / "train")
+        # the round's config is its training config (config.TrainConfig): beta, learning_rate, ... as read
+        train = train_dpo(policy, pairs_df, rdir / "model", cfg, rdir / "train_log.jsonl", rdir / ".work" / "train",
+                          seed=cfg.seed + t)
     timings["train_s"] = time.perf_counter() - t0
     if not main:
         return rdir
