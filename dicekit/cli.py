@@ -3,12 +3,14 @@
 Every command lives in a module with ``main(argv: list[str]) -> int`` that builds its own argparse
 parser and keeps heavy imports (torch, transformers, trl) inside functions, so ``dicekit --help``
 and ``dicekit <cmd> --help`` stay fast. A :class:`~dicekit.errors.UserError` raised anywhere below
-becomes one line on stderr and exit status 2; :class:`~dicekit.errors.JudgeCallsFailed` (some judge
-calls failed, the rest kept) one line and exit status 1.
+becomes one line on stderr and exit status 2, and so does an OS error the user can fix (permission
+denied, read-only or full file system) wherever it happens; :class:`~dicekit.errors.JudgeCallsFailed`
+(some judge calls failed, the rest kept) one line and exit status 1.
 """
 
 from __future__ import annotations
 
+import errno
 import importlib
 import sys
 
@@ -19,7 +21,8 @@ COMMANDS: dict[tuple[str, ...], tuple[str, str]] = {
     ("demo",): ("dicekit.commands.demo", "the embedded default: task world, tiny model, 2 DICE rounds, report"),
     ("run-round",): ("dicekit.commands.run_round", "run (or resume) the next DICE round of a run"),
     ("eval", "alpaca"): ("dicekit.commands.eval_alpaca", "AlpacaEval 2: raw and length-controlled win rate"),
-    ("eval", "arena-hard"): ("dicekit.commands.eval_arena_hard", "Arena-Hard: Bradley-Terry score vs a baseline"),
+    ("eval", "arena-hard"): ("dicekit.commands.eval_arena_hard", "Arena-Hard v0.1 / v2.0: score vs the baseline(s)"),
+    ("eval", "ifeval"): ("dicekit.commands.eval_ifeval", "IFEval: verifiable instruction following, strict/loose, prompt/instruction level"),
     ("eval", "reward-accuracy"): ("dicekit.commands.eval_reward_accuracy", "implicit-reward accuracy against preference labels"),
     ("train-rm",): ("dicekit.commands.train_rm", "train a scalar reward model on offline pairs (TRL RewardTrainer)"),
     ("compare-rankers",): ("dicekit.commands.compare_rankers", "implicit reward vs reward model vs LLM-as-judge (paper Table 5)"),
@@ -30,6 +33,10 @@ COMMANDS: dict[tuple[str, ...], tuple[str, str]] = {
     ("check-recipe",): ("dicekit.commands.check_recipe", "validate a recipe offline: keys, model ids, per-GPU memory and time"),
     ("app",): ("dicekit.commands.app", "the Streamlit dashboard over run folders"),
 }
+
+
+# file-system conditions the user can fix (permissions, a read-only or full disk): one line, exit 2
+_USER_OS_ERRORS = {errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EDQUOT}
 
 
 def _usage() -> str:
@@ -76,6 +83,13 @@ def main(argv: list[str] | None = None) -> int:
     except JudgeCallsFailed as err:  # the rest is kept: the same command again retries only these
         print(f"dicekit {' '.join(words)}: {err}", file=sys.stderr)
         return 1
+    except OSError as err:
+        if err.errno not in _USER_OS_ERRORS:
+            raise
+        from dicekit.rundir import os_error_message
+
+        print(f"dicekit {' '.join(words)}: error: {os_error_message(err)}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

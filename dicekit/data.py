@@ -24,6 +24,7 @@ import pandas as pd
 from dicekit.errors import UserError
 
 _SUFFIXES = {".jsonl", ".json", ".parquet"}
+_NOTED: set[str] = set()  # data notes already printed by this process (said once, not per read)
 
 
 def prompt_key(prompt) -> str:
@@ -37,24 +38,57 @@ def make_prompt_id(prompt) -> str:
     return "p-" + hashlib.sha1(prompt_key(prompt).encode()).hexdigest()[:12]
 
 
+def read_text(path: str | Path) -> str:
+    """A UTF-8 text file's content; a byte that is not UTF-8 is a UserError naming the file and line,
+    an OS error (missing, unreadable) one naming the file."""
+    return decode_utf8(read_bytes(path), path)
+
+
+def read_bytes(path: str | Path) -> bytes:
+    path = Path(path)
+    try:
+        return path.read_bytes()
+    except OSError as e:
+        from dicekit.rundir import os_error_message
+
+        raise UserError(os_error_message(e, path)) from None
+
+
+def decode_utf8(raw: bytes, path: str | Path) -> str:
+    """``raw`` decoded as UTF-8 (a BOM is dropped); an invalid byte is a UserError with its line.
+
+    >>> decode_utf8(b"a\\nb\\xff", "f.jsonl")
+    Traceback (most recent call last):
+    ...
+    dicekit.errors.UserError: f.jsonl:2: not UTF-8 text (byte 0xff at column 2); re-save the file as UTF-8
+    """
+    raw = raw[3:] if raw.startswith(b"\xef\xbb\xbf") else raw
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = raw.count(b"\n", 0, e.start) + 1
+        col = e.start - (raw.rfind(b"\n", 0, e.start) + 1) + 1
+        raise UserError(f"{path}:{line}: not UTF-8 text (byte 0x{raw[e.start]:02x} at column {col}); "
+                        f"re-save the file as UTF-8") from None
+
+
 def read_jsonl_rows(path: str | Path) -> list[tuple[int, dict]]:
-    """(line number, object) for each non-blank line of a JSONL file; a malformed line is a UserError
-    naming the file and line."""
+    """(line number, object) for each non-blank line of a JSONL file; a malformed line (bad JSON, not
+    UTF-8) is a UserError naming the file and line."""
     path = Path(path)
     if not path.is_file():
         raise UserError(f"{path}: file not found")
     rows = []
-    with path.open(encoding="utf-8") as f:
-        for n, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise UserError(f"{path}:{n}: malformed JSON ({e.msg})") from None
-            if not isinstance(obj, dict):
-                raise UserError(f"{path}:{n}: expected a JSON object")
-            rows.append((n, obj))
+    for n, line in enumerate(read_text(path).splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise UserError(f"{path}:{n}: malformed JSON ({e.msg})") from None
+        if not isinstance(obj, dict):
+            raise UserError(f"{path}:{n}: expected a JSON object")
+        rows.append((n, obj))
     return rows
 
 
@@ -63,27 +97,49 @@ def read_jsonl(path: str | Path) -> list[dict]:
     return [obj for _, obj in read_jsonl_rows(path)]
 
 
+def read_json(path: str | Path):
+    """A JSON file's value; bad JSON or text that is not UTF-8 is a UserError with the line."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"{path}: file not found")
+    try:
+        return json.loads(read_text(path))
+    except json.JSONDecodeError as e:
+        raise UserError(f"{path}:{e.lineno}: malformed JSON ({e.msg})") from None
+
+
+def read_parquet(path: str | Path, **kwargs) -> pd.DataFrame:
+    """A parquet file; a file that is not parquet (or unreadable) is a UserError naming it."""
+    import pyarrow
+
+    read_bytes(path)[:0]  # OS errors (missing, unreadable) as one line
+    try:
+        return pd.read_parquet(path, **kwargs)
+    except (pyarrow.ArrowException, OSError, ValueError) as e:
+        raise UserError(f"{path}: not a readable parquet file ({str(e).splitlines()[0][:120]})") from None
+
+
 def read_records(source: str, split: str = "train") -> tuple[list[tuple[int | None, dict]], str]:
-    """Rows (with their line numbers where meaningful) and a label for messages."""
-    path = Path(source)
+    """Rows (with their line numbers where meaningful) and a label for messages. A source that looks
+    like a local path (dicekit.rundir.is_local_spec) is never looked up on the hub."""
+    from dicekit.rundir import is_local_spec
+
+    path = Path(source).expanduser()
     if path.is_file():
         if path.suffix == ".jsonl":
             return read_jsonl_rows(path), str(path)
         if path.suffix == ".json":
-            try:
-                data = json.loads(path.read_text(encoding="utf-8"))
-            except json.JSONDecodeError as e:
-                raise UserError(f"{path}:{e.lineno}: malformed JSON ({e.msg})") from None
+            data = read_json(path)
             if isinstance(data, dict):
                 data = data.get(split, data.get("data"))
             if not isinstance(data, list):
                 raise UserError(f"{path}: expected a JSON list of objects")
             return [(i + 1, r) for i, r in enumerate(data)], str(path)
         if path.suffix == ".parquet":
-            df = pd.read_parquet(path)
+            df = read_parquet(path)
             return [(i + 1, r) for i, r in enumerate(df.to_dict("records"))], str(path)
         raise UserError(f"{path}: unsupported file type (use {', '.join(sorted(_SUFFIXES))})")
-    if path.exists() or source.startswith((".", "/", "~")):
+    if is_local_spec(source):
         if not path.is_dir():
             raise UserError(f"{source}: file not found")
         return _read_dataset(str(path), None, split), str(path)
@@ -100,7 +156,16 @@ def _read_dataset(name: str, revision: str | None, split: str) -> list[tuple[int
         raise UserError(f"{name}: {str(e).splitlines()[0]}") from None
     except (FileNotFoundError, datasets.exceptions.DatasetNotFoundError) as e:
         raise UserError(f"{name}: dataset not found ({str(e).splitlines()[0]})") from None
+    except (ConnectionError, OSError) as e:  # offline (HF_HUB_OFFLINE / HF_DATASETS_OFFLINE) or no network
+        raise UserError(f"{name}: not a local file or folder, and the hub cannot be reached "
+                        f"({str(e).splitlines()[0][:120]})") from None
     return [(i + 1, r) for i, r in enumerate(ds)]
+
+
+def check_limit(limit: int | None, name: str) -> None:
+    """A row limit is None (all rows) or >= 1."""
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
+        raise UserError(f"{name} must be >= 1 (or unset for all rows), got {limit!r}")
 
 
 def _text_or_messages(value, where: str, field: str):
@@ -113,8 +178,25 @@ def _text_or_messages(value, where: str, field: str):
     raise UserError(f"{where}: field '{field}' must be text or a list of {{role, content}} messages")
 
 
-def load_prompts(source: str, split: str = "train", limit: int | None = None) -> pd.DataFrame:
-    """DataFrame(prompt_id, prompt) in file order, duplicates (same id) dropped."""
+def within_limit(n_tokens, limit: int | None, policy: str, where, hint: str = "long_prompts: drop") -> list[bool]:
+    """Which inputs fit in ``limit`` tokens. ``policy`` "error": the first that does not is a UserError
+    naming ``where(i)`` (its file:line); "drop": they are marked False for the caller to drop and count.
+
+    >>> within_limit([3, 9, 4], 5, "drop", str)
+    [True, False, True]
+    """
+    keep = [limit is None or int(n) <= limit for n in n_tokens]
+    if policy == "error" and not all(keep):
+        i = keep.index(False)
+        raise UserError(f"{where(i)}: {int(n_tokens[i])} tokens, more than max_prompt_tokens={limit} (the model's "
+                        f"context minus max_new_tokens unless set); shorten it, or drop such inputs ({hint})")
+    return keep
+
+
+def load_prompts(source: str, split: str = "train", limit: int | None = None, lines: bool = False) -> pd.DataFrame:
+    """DataFrame(prompt_id, prompt) in file order, duplicates (same id) dropped; at most ``limit``.
+    ``lines``: also a ``where`` column (``file:line`` of each prompt, for messages)."""
+    check_limit(limit, "max_prompts")
     rows, label = read_records(source, split)
     out, seen = [], set()
     for line, r in rows:
@@ -128,12 +210,12 @@ def load_prompts(source: str, split: str = "train", limit: int | None = None) ->
         if pid in seen:
             continue
         seen.add(pid)
-        out.append({"prompt_id": pid, "prompt": prompt})
+        out.append({"prompt_id": pid, "prompt": prompt, "where": where})
         if limit is not None and len(out) >= limit:
             break
     if not out:
         raise UserError(f"{label}: no prompts")
-    return pd.DataFrame(out, columns=["prompt_id", "prompt"])
+    return pd.DataFrame(out, columns=["prompt_id", "prompt", "where"][:3 if lines else 2])
 
 
 def _split_reply(value, prompt, where: str, field: str):
@@ -151,15 +233,20 @@ def _split_reply(value, prompt, where: str, field: str):
     return prompt, value[-1]["content"]
 
 
-def load_pairs(source: str, split: str = "train", limit: int | None = None, keep: tuple[str, ...] = ()) -> pd.DataFrame:
+def load_pairs(source: str, split: str = "train", limit: int | None = None, keep: tuple[str, ...] = (),
+               lines: bool = False) -> pd.DataFrame:
     """DataFrame(prompt_id, prompt, chosen, rejected) with chosen/rejected as reply text.
 
     ``keep``: further fields to carry through unchanged when a record has them (e.g. RewardBench's
     ``subset``, or a round's ``chosen_ids``), as extra columns holding None where a record lacks them.
+    An empty ``chosen`` reply is an error; empty ``rejected`` replies are kept and counted in a note on
+    stderr. ``lines``: also a ``where`` column (each
+    pair's ``file:line``, for messages).
     """
+    check_limit(limit, "limit")
     rows, label = read_records(source, split)
     keep = tuple(k for k in keep if k not in ("prompt_id", "prompt", "chosen", "rejected"))
-    out = []
+    out, empty_rejected = [], []
     for line, r in rows:
         where = f"{label}:{line}" if line else label
         for field in ("chosen", "rejected"):
@@ -169,13 +256,23 @@ def load_pairs(source: str, split: str = "train", limit: int | None = None, keep
         prompt = None if prompt is None else _text_or_messages(prompt, where, "prompt")
         prompt, chosen = _split_reply(r["chosen"], prompt, where, "chosen")
         prompt, rejected = _split_reply(r["rejected"], prompt, where, "rejected")
+        if not chosen.strip():
+            raise UserError(f"{where}: field 'chosen' is empty (the preferred response of a pair cannot be empty)")
+        if not rejected.strip():
+            empty_rejected.append(where)
         if prompt is None or not prompt_key(prompt).strip():
             raise UserError(f"{where}: field 'prompt' is empty")
         pid = str(r["prompt_id"]) if r.get("prompt_id") not in (None, "") else make_prompt_id(prompt)
         out.append({"prompt_id": pid, "prompt": prompt, "chosen": chosen, "rejected": rejected,
-                    **{k: r.get(k) for k in keep}})
+                    **{k: r.get(k) for k in keep}, "where": where})
         if limit is not None and len(out) >= limit:
             break
     if not out:
         raise UserError(f"{label}: no preference pairs")
-    return pd.DataFrame(out, columns=["prompt_id", "prompt", "chosen", "rejected", *keep])
+    if empty_rejected and empty_rejected[0] not in _NOTED:  # kept (an empty answer can lose), never silently
+        import sys
+
+        _NOTED.add(empty_rejected[0])
+        print(f"note: {len(empty_rejected)} pairs have an empty 'rejected' response (kept; first at "
+              f"{empty_rejected[0]})", file=sys.stderr)
+    return pd.DataFrame(out, columns=["prompt_id", "prompt", "chosen", "rejected", *keep, *(["where"] if lines else [])])

@@ -19,11 +19,14 @@ class JudgeCallsFailed(Exception):
     message on one line and exits with status 1."""
 
 
-def where(path, line: int | None = None, field: str | None = None) -> str:
-    """`file:line: field` prefix for error messages."""
+def where(path, line: int | None = None, field: str | None = None, record: int | None = None) -> str:
+    """`file:line: field` prefix for error messages; ``record``: the 1-based number of a record in a
+    JSON list (`file: record 3: field 'x'`). Lines and records are counted from 1 everywhere."""
     out = str(path)
     if line is not None:
         out += f":{line}"
+    if record is not None:
+        out += f": record {record}"
     if field is not None:
         out += f": field '{field}'"
     return out

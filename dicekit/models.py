@@ -1,8 +1,9 @@
 """The one place that loads models and tokenizers and turns prompts into token IDs.
 
 Sources: a local folder in save_pretrained format, a hub id (``org/name`` or ``org/name@revision``;
-downloaded by transformers as usual), or a ``.gguf`` file (dequantised by transformers through
-``gguf``). Prompts are rendered with the tokenizer's chat template exactly once, on the prompt only,
+downloaded by transformers as usual; with ``HF_HUB_OFFLINE=1`` only from the local cache), or a
+``.gguf`` file. A spec that looks like a local path is never looked up on the hub (a missing one is
+an error at once); .gguf files are dequantised by transformers through ``gguf``. Prompts are rendered with the tokenizer's chat template exactly once, on the prompt only,
 with ``add_generation_prompt=True``; the result starts with BOS exactly once when the model uses
 one. Stop tokens are the union of the tokenizer's EOS and every id in the generation_config's
 ``eos_token_id`` (which may list several, e.g. Llama-3's <|eot_id|> and <|end_of_text|>).
@@ -28,37 +29,95 @@ def split_revision(spec: str) -> tuple[str, str | None]:
 
 
 def _source(spec: str) -> tuple[str, dict]:
-    """(pretrained_name_or_path, extra from_pretrained kwargs) for a model spec, checking local paths."""
-    path = Path(spec)
+    """(pretrained_name_or_path, extra from_pretrained kwargs) for a model spec, checking local paths.
+
+    A spec that looks local (:func:`dicekit.rundir.is_local_spec`) never goes to the hub: if it does
+    not exist it is a UserError at once. A hub id under ``HF_HUB_OFFLINE=1`` must be in the local
+    cache (checked without a network call)."""
+    from dicekit.rundir import is_local_spec
+
+    path = Path(spec).expanduser()
     if spec.endswith(".gguf"):
         if not path.is_file():
             raise UserError(f"{spec}: GGUF file not found")
         return str(path.parent), {"gguf_file": path.name}
-    if path.exists() or spec.startswith((".", "/", "~")):
+    if is_local_spec(spec):
         if not path.is_dir():
             raise UserError(f"{spec}: model folder not found")
         if not (path / "config.json").is_file():
             raise UserError(f"{spec}: not a model folder (no config.json)")
         return str(path), {}
     name, rev = split_revision(spec)
+    if hub_offline() and not _in_hub_cache(name, rev):
+        raise UserError(f"{spec}: not a local folder, and a hub id not in the local cache (HF_HUB_OFFLINE=1)")
     return name, ({"revision": rev} if rev else {})
 
 
+def check_source(spec: str) -> None:
+    """A model spec's path checks alone (exists if local; cached if a hub id offline), fast."""
+    _source(spec)
+
+
+def hub_offline() -> bool:
+    """HF_HUB_OFFLINE as huggingface_hub reads it."""
+    return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in {"1", "on", "yes", "true"}
+
+
+def _in_hub_cache(name: str, revision: str | None) -> bool:
+    from huggingface_hub import try_to_load_from_cache
+
+    try:
+        found = try_to_load_from_cache(name, "config.json", revision=revision)
+    except Exception:  # an id the hub would reject is not in the cache either
+        return False
+    return isinstance(found, str)
+
+
 def load_tokenizer(spec: str):
+    src, kw = _source(spec)  # path mistakes first, before transformers is imported
     from transformers import AutoTokenizer
 
-    src, kw = _source(spec)
     if not kw.get("gguf_file") and Path(src).is_dir():
         names = {"tokenizer.json", "tokenizer_config.json", "tokenizer.model", "vocab.json"}
         if not any((Path(src) / n).is_file() for n in names):
             raise UserError(f"{spec}: model folder has no tokenizer (tokenizer.json / tokenizer_config.json)")
     try:
         tok = AutoTokenizer.from_pretrained(src, **kw)
-    except OSError as e:
+    except (OSError, ValueError) as e:
         raise UserError(f"{spec}: cannot load tokenizer ({str(e).splitlines()[0]})") from None
     if tok.pad_token_id is None:
         tok.pad_token = tok.eos_token
     return tok
+
+
+def context_length(spec: str) -> int | None:
+    """The model's context in tokens (``max_position_embeddings`` or its synonyms in config.json),
+    read without loading weights; None when the config does not say."""
+    from transformers import AutoConfig
+
+    src, kw = _source(spec)
+    try:
+        conf = AutoConfig.from_pretrained(src, **kw)
+    except (OSError, ValueError) as e:
+        raise UserError(f"{spec}: cannot read the model config ({str(e).splitlines()[0]})") from None
+    conf = getattr(conf, "text_config", None) or conf
+    for name in ("max_position_embeddings", "n_positions", "max_sequence_length", "seq_length"):
+        value = getattr(conf, name, None)
+        if isinstance(value, int) and value > 0:
+            return value
+    return None
+
+
+def prompt_token_limit(spec: str, max_new_tokens: int, max_prompt_tokens: int | None = None) -> int | None:
+    """The ``max_prompt_tokens`` policy's limit: the value given, else the model's context minus
+    ``max_new_tokens`` (the context itself when ``max_new_tokens`` is not below it: the prompt must fit,
+    and generation stops at the context as it would anyway; None when the context is unknown). A
+    given value above that is capped."""
+    context = context_length(spec)
+    room = None if context is None else (context - max_new_tokens if max_new_tokens < context else context)
+    if max_prompt_tokens is None:
+        return room
+    return max_prompt_tokens if room is None else min(max_prompt_tokens, room)
 
 
 def default_device() -> str | None:
@@ -79,11 +138,11 @@ def load_model(spec: str, dtype: str = "float32", device: str | None = "auto", t
 
     if dtype not in DTYPES:
         raise UserError(f"dtype must be one of {sorted(DTYPES)}, got {dtype!r}")
-    tok = load_tokenizer(spec) if tokenizer else None
     src, kw = _source(spec)
+    tok = load_tokenizer(spec) if tokenizer else None
     try:
         model = AutoModelForCausalLM.from_pretrained(src, dtype=getattr(torch, dtype), **kw)
-    except OSError as e:
+    except (OSError, ValueError) as e:
         raise UserError(f"{spec}: cannot load model ({str(e).splitlines()[0]})") from None
     if kw.get("gguf_file"):
         # a dequantised GGUF model is a plain fp model; drop the quantizer so it can be saved
@@ -121,6 +180,13 @@ def stop_token_ids_of(spec: str, tokenizer) -> list[int]:
         gen = GenerationConfig.from_pretrained(src, **{k: v for k, v in kw.items() if k == "revision"})
     except (OSError, ValueError):
         gen = None
+    if gen is None:  # no generation_config.json: derived from config.json, as from_pretrained does
+        from transformers import AutoConfig
+
+        try:
+            gen = GenerationConfig.from_model_config(AutoConfig.from_pretrained(src, **kw))
+        except (OSError, ValueError):
+            gen = None
 
     class _Holder:
         generation_config = gen

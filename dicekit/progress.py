@@ -26,3 +26,25 @@ def bar(description: str, total: int, quiet: bool = False):
 def say(message: str, quiet: bool = False) -> None:
     if not quiet:
         print(message, file=sys.stderr, flush=True)
+
+
+def silence_libraries() -> None:
+    """Switch off the progress bars that transformers, datasets and huggingface_hub draw themselves
+    (weight loading, dataset preparation, downloads): ``--quiet`` means none at all."""
+    import os
+
+    os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"
+    try:
+        from transformers.utils import logging as tlog
+
+        tlog.disable_progress_bar()
+        tlog.set_verbosity_error()
+    except ImportError:
+        pass
+    try:
+        import datasets
+
+        datasets.disable_progress_bars()
+        datasets.logging.set_verbosity_error()
+    except ImportError:
+        pass

@@ -63,8 +63,16 @@ def select_prompts(run_dir, t: int, prompt_ids: list[str] | None, top: int | Non
 def write_token_credit(run_dir, t: int, prompt_ids: list[str] | None = None, top: int | None = 20, *,
                        dtype: str = "float32", tokens_per_batch: int | None = None, quiet: bool = True) -> tuple[Path, int]:
     """Compute the credit of every valid sample of the chosen prompts (those not cached yet) and
-    merge it into ``round_<t>/token_credit.parquet``. Returns (path, number of samples added)."""
+    merge it into ``round_<t>/token_credit.parquet``. Returns (path, number of samples added). Holds the
+    run folder's lock throughout (dicekit.rundir.run_lock)."""
     runs.check_run_dir(run_dir)
+    with rundir.run_lock(run_dir, f"dicekit credit --round {t}"):
+        return _write_token_credit(run_dir, t, prompt_ids, top, dtype=dtype, tokens_per_batch=tokens_per_batch,
+                                   quiet=quiet)
+
+
+def _write_token_credit(run_dir, t: int, prompt_ids: list[str] | None, top: int | None, *, dtype: str,
+                        tokens_per_batch: int | None, quiet: bool) -> tuple[Path, int]:
     cfg = runs.load_config(run_dir, t)
     if cfg is None or not cfg.get("policy") or not cfg.get("reference"):
         raise UserError(f"{rundir.round_dir(run_dir, t) / 'config.yaml'}: missing (or no 'policy'/'reference' in it)")

@@ -29,6 +29,10 @@ def main(argv: list[str]) -> int:
     from dicekit.analysis.credit import write_token_credit
     from dicekit.errors import UserError
 
+    if args.quiet:
+        from dicekit.progress import silence_libraries
+
+        silence_libraries()
     if args.top is not None and args.top < 1:
         raise UserError(f"--top must be >= 1, got {args.top}")
     path, n = write_token_credit(args.run_dir, args.round, args.prompt_id, args.top, dtype=args.dtype,

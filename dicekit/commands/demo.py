@@ -84,6 +84,15 @@ def models_of(run_dir: Path, world, rounds: int) -> dict[str, tuple[str, str | N
 
 def run_demo(out: Path, seed: int = 0, rounds: int = 2, scale: str = "full", ablations: bool = True,
              quiet: bool = False) -> Path:
+    """The whole demo, holding ``out``'s run lock from the start (a read-only or busy folder stops it
+    before the world is built)."""
+    from dicekit import rundir
+
+    with rundir.run_lock(out, "dicekit demo"):
+        return _run_demo(out, seed, rounds, scale, ablations, quiet)
+
+
+def _run_demo(out: Path, seed: int, rounds: int, scale: str, ablations: bool, quiet: bool) -> Path:
     from dicekit import rundir
     from dicekit.progress import say
     from dicekit.round.run import run_round
@@ -92,6 +101,10 @@ def run_demo(out: Path, seed: int = 0, rounds: int = 2, scale: str = "full", abl
     import torch
 
     torch.set_num_threads(THREADS)
+    if quiet:
+        from dicekit.progress import silence_libraries
+
+        silence_libraries()
     t_start = time.time()
     timings = {}
     world = recipe.build(world_config(scale, seed), quiet=quiet)

@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from dicekit.commands.cliutil import parser
+from dicekit.commands.cliutil import add_prompt_length_options, parser
 
 DEFAULT_JUDGE = "gpt-4-1106-preview"
 
@@ -42,6 +42,7 @@ def build_parser():
     g.add_argument("--batch-size", type=int, default=8)
     g.add_argument("--backend", choices=("hf", "vllm"), default="hf", help="generation backend (vllm: GPU, optional extra)")
     g.add_argument("--tensor-parallel-size", type=int, default=1, help="GPUs per vLLM engine")
+    add_prompt_length_options(g)
     j = p.add_argument_group("judge (--model, --outputs)")
     j.add_argument("--judge", default=DEFAULT_JUDGE, help="model name | config.yaml | hf:PATH_OR_ID | oracle")
     j.add_argument("--judge-base-url", default=None, help="OpenAI-compatible base URL (default OpenAI's)")
@@ -80,7 +81,8 @@ def main(argv: list[str]) -> int:
 
     generation = GenerationSettings(max_new_tokens=args.max_new_tokens, temperature=args.temperature, top_p=args.top_p,
                                     seed=args.seed, dtype=args.dtype, batch_size=args.batch_size, backend=args.backend,
-                                    tensor_parallel_size=args.tensor_parallel_size)
+                                    tensor_parallel_size=args.tensor_parallel_size,
+                                    max_prompt_tokens=args.max_prompt_tokens, long_prompts=args.long_prompts)
     lc = LCInputs(difficulty=args.difficulty, gamed=args.gamed, glm_weights=args.glm_weights,
                   legacy_row_order=args.legacy_row_order)
     result = evaluate_alpaca(model=args.model, outputs=args.outputs, annotations=args.annotations,

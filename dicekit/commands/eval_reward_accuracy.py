@@ -12,6 +12,8 @@ and against ground truth when there is one: ``--oracle world`` (the task world's
 Data: any pairs file the round stage reads (jsonl/json/parquet/folder/hub id; text or message
 lists; a round's ``pairs.parquet`` is scored on its own token IDs), or RewardBench's shape
 (prompt, chosen, rejected, subset; e.g. ``--data allenai/reward-bench --split filtered``).
+``--layout rewardbench`` scores RewardBench's token layout instead of dicekit's (see
+dicekit.evals.reward_scoring), for like-for-like comparison with published RewardBench numbers.
 """
 
 from __future__ import annotations
@@ -30,12 +32,19 @@ def build_parser():
     p.add_argument("--reference", required=True, help="the reference it was trained against")
     p.add_argument("--data", required=True, help="labelled pairs: jsonl/json/parquet file, folder or hub dataset id")
     p.add_argument("--split", default="train", help="dataset split (RewardBench: filtered)")
-    p.add_argument("--limit", type=int, help="only the first N pairs")
+    p.add_argument("--limit", type=int, help="only the first N pairs (N >= 1)")
+    p.add_argument("--long-inputs", choices=("error", "drop"), default="error",
+                   help="a pair longer than the policy's context: stop naming its file:line (default), or "
+                        "drop it and count it (n_dropped_long)")
     p.add_argument("--alpha", type=float, help="alpha of the length-regularised variant (default: the data's "
                    "'alpha' column when it has one, else 0)")
     p.add_argument("--length-unit", choices=("chars", "tokens"), default="chars")
     p.add_argument("--bucket-edges", help="comma-separated positive length differences (default: the median)")
     p.add_argument("--rewardbench", action="store_true", help="add RewardBench's section scores (its weights)")
+    p.add_argument("--layout", choices=("dicekit", "rewardbench"), default="dicekit",
+                   help="token layout scored: dicekit (default: the IDs the model samples and DICE trains on) or "
+                        "rewardbench (RewardBench's DPO scoring: two BOS, assistant header and a second "
+                        "end-of-turn token scored as response; for comparison with published RewardBench numbers)")
     p.add_argument("--oracle", choices=("world",), help="ground truth from the task world's oracle")
     p.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples for the 95%% intervals")
     p.add_argument("--seed", type=int, default=0)
@@ -76,7 +85,7 @@ def format_text(s: dict) -> str:
         for row in s["by_subset"]:
             lines.append(f"  {row['subset']:<24} {row['n']:>6}  " + "  ".join(f"{k} {_pct(row[k]['accuracy'])}" for k in names))
     if "rewardbench" in s:
-        lines += ["", "RewardBench sections (%):"]
+        lines += ["", "RewardBench sections (%):", LAYOUT_NOTE[s.get("layout", "dicekit")]]
         for k in names:
             lines.append(f"  {k:<9} " + "  ".join(f"{sec} {100 * v:.2f}" for sec, v in s["rewardbench"][k].items()))
     if "truth" in s:
@@ -86,6 +95,17 @@ def format_text(s: dict) -> str:
         for k in ["labels", *names]:
             lines.append(f"  {RA.VARIANT_NAMES.get(k, 'the labels themselves'):<28} {_acc(t[k])}")
     return "\n".join(lines)
+
+
+LAYOUT_NOTE = {
+    "dicekit": ("  (layout: dicekit's - the prompt templated once with one BOS, each reply closed by one end-of-turn "
+                "token, exactly the IDs the model samples and DICE trains on. RewardBench's own DPO scoring differs: "
+                "two BOS, the assistant header and a second end-of-turn token scored as response, which can move "
+                "accuracy by several points (README: \"Which tokens are scored\"). --layout rewardbench reproduces it.)"),
+    "rewardbench": ("  (layout: RewardBench's DPO scoring - two BOS, assistant header and a second end-of-turn token "
+                    "scored as response - for comparison with published RewardBench numbers; not what the model "
+                    "samples or DICE trains on)"),
+}
 
 
 def _pct(x) -> str:
@@ -98,9 +118,18 @@ def _acc(o: dict) -> str:
 
 
 def main(argv: list[str]) -> int:
-    args = build_parser().parse_args(argv)
+    p = build_parser()
+    args = p.parse_args(argv)
+    if args.limit is not None and args.limit < 1:
+        p.error(f"--limit must be >= 1, got {args.limit}")
+    if args.n_boot < 1:
+        p.error(f"--n-boot must be >= 1, got {args.n_boot}")
     from dicekit import rundir
 
+    if args.json:
+        from dicekit.progress import silence_libraries
+
+        silence_libraries()
     pairs = RA.load_labelled_pairs(args.data, args.split, args.limit)
     truth = None
     if args.oracle == "world":
@@ -110,7 +139,8 @@ def main(argv: list[str]) -> int:
     summary, scored = RA.evaluate_reward_accuracy(
         args.policy, args.reference, pairs, truth=truth, alpha=args.alpha, length_unit=args.length_unit,
         edges=parse_edges(args.bucket_edges), rewardbench=args.rewardbench, n_boot=args.n_boot, seed=args.seed,
-        dtype=args.dtype, tokens_per_batch=args.tokens_per_batch, quiet=args.json)
+        dtype=args.dtype, tokens_per_batch=args.tokens_per_batch, quiet=args.json, long_inputs=args.long_inputs,
+        layout=args.layout)
     summary = {"data": args.data, "split": args.split, **summary}
     if args.out:
         rundir.write_json(args.out, summary)

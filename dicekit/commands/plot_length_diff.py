@@ -4,7 +4,8 @@ For each α, the best-vs-worst pairs that α would select are recomputed from th
 ``samples.parquet`` (through dicekit.core.pairs, the round's own selection) and the histogram of
 length(chosen) − length(rejected) is drawn with its mean marked, next to the offline pairs'
 distribution; plus the α-sweep curve from ``alpha_sweep.csv`` with α* marked. ``ALPHA*`` stands for
-the round's α*; ``k*ALPHA*`` for a multiple. PNGs go to ``--out`` (default ``RUN_DIR/report/``).
+the round's α*; ``k*ALPHA*`` for a multiple. PNGs go to ``--out`` (default ``RUN_DIR/plots/``, not the
+report's folder, so report.md's figures stay the ones its text describes).
 """
 
 from __future__ import annotations
@@ -19,16 +20,21 @@ def build_parser():
     p.add_argument("run_dir", metavar="RUN_DIR")
     p.add_argument("--round", type=int, required=True, help="round t")
     p.add_argument("--alphas", default="0,ALPHA*,2*ALPHA*", help="comma-separated: numbers, ALPHA* or k*ALPHA*")
-    p.add_argument("--out", help="output folder (default RUN_DIR/report)")
+    p.add_argument("--out", help="output folder (default RUN_DIR/plots; the report's own figures stay as they are)")
     p.add_argument("--json", action="store_true", help="print the means per alpha as one JSON object")
     return p
 
 
 def main(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
+    from pathlib import Path
+
+    from dicekit.rundir import lock_if_inside
     from dicekit.view.plots import plot_length_diff
 
-    result = plot_length_diff(args.run_dir, args.round, args.alphas, args.out)
+    out = args.out or str(Path(args.run_dir) / "plots")
+    with lock_if_inside(args.run_dir, out, "dicekit plot length-diff"):
+        result = plot_length_diff(args.run_dir, args.round, args.alphas, out)
     if args.json:
         print(json.dumps(result))
         return 0

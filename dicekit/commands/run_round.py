@@ -12,9 +12,13 @@ def main(argv: list[str]) -> int:
     p.add_argument("--quiet", action="store_true", help="no progress bars or stage summaries")
     p.add_argument("overrides", nargs="*", metavar="key=value", help="override config keys (YAML values)")
     args = p.parse_args(argv)
+    import dataclasses
+
     from dicekit import config, rundir
 
-    cfg = config.load(config.RoundConfig, args.config, args.overrides + (["quiet=true"] if args.quiet else []))
+    cfg = config.load(config.RoundConfig, args.config, args.overrides)
+    if args.quiet:
+        cfg = dataclasses.replace(cfg, quiet=True)
     if args.round is not None and args.round < 1:
         p.error("--round must be >= 1")
     if args.round is None and cfg.num_rounds is not None:

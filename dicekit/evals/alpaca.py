@@ -34,9 +34,10 @@ from typing import Callable, Sequence
 import numpy as np
 
 from dicekit import rundir
+from dicekit.data import read_json
 from dicekit.errors import JudgeCallsFailed, UserError, where
 from dicekit.evals import lc_glm
-from dicekit.evals.generation import GenerationSettings, generate_answers, model_name
+from dicekit.evals.generation import GenerationSettings, generate_answers, model_name, within_context
 from dicekit.evals.judges import Comparison, Judgement, PairwiseJudge, preference_from_raw_completion, top_logprobs_of
 from dicekit.evals.metrics import alpaca_metrics
 from dicekit.progress import say
@@ -67,17 +68,14 @@ def read_json_list(path: str | Path, what: str) -> list[dict]:
     path = Path(path)
     if not path.is_file():
         raise UserError(f"{path}: {what} file not found")
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise UserError(f"{path}: not valid JSON ({e})") from None
+    data = read_json(path)
     if not isinstance(data, list):
         raise UserError(f"{path}: expected a JSON list of {what} records, got {type(data).__name__}")
     if not data:
         raise UserError(f"{path}: the {what} file is empty")
     for i, row in enumerate(data):
         if not isinstance(row, dict):
-            raise UserError(f"{where(path, i)}: record is not a JSON object")
+            raise UserError(f"{where(path, record=i + 1)}: record is not a JSON object")
     return data
 
 
@@ -90,14 +88,14 @@ def load_outputs(path: str | Path | None, what: str = "outputs", name: str | Non
     for i, row in enumerate(rows):
         for key in ("instruction", "output"):
             if not isinstance(row.get(key), str):
-                raise UserError(f"{where(path, i, key)}: missing or not a string")
+                raise UserError(f"{where(path, field=key, record=i + 1)}: missing or not a string")
         if row["instruction"] in seen:
-            raise UserError(f"{where(path, i, 'instruction')}: duplicate instruction")
+            raise UserError(f"{where(path, field='instruction', record=i + 1)}: duplicate instruction")
         seen.add(row["instruction"])
         if name is not None:
             row["generator"] = name
         if not isinstance(row.get("generator"), str) or not row["generator"]:
-            raise UserError(f"{where(path, i, 'generator')}: missing (or pass --name)")
+            raise UserError(f"{where(path, field='generator', record=i + 1)}: missing (or pass --name)")
     generators = sorted({r["generator"] for r in rows})
     if len(generators) > 1:
         raise UserError(f"{path}: field 'generator': {len(generators)} generators in one file "
@@ -126,14 +124,14 @@ def _as_preference(value, path, i) -> float:
     try:
         p = float(value)
     except (TypeError, ValueError):
-        raise UserError(f"{where(path, i, 'preference')}: not a number ({value!r})") from None
+        raise UserError(f"{where(path, field='preference', record=i + 1)}: not a number ({value!r})") from None
     if math.isnan(p):
-        raise UserError(f"{where(path, i, 'preference')}: NaN preference (a failed judgement); "
+        raise UserError(f"{where(path, field='preference', record=i + 1)}: NaN preference (a failed judgement); "
                         "re-annotate or drop the row")
     if p == 0.0:
         p = 1.5  # legacy draw
     if not 1.0 <= p <= 2.0:
-        raise UserError(f"{where(path, i, 'preference')}: {p} is outside [1, 2]")
+        raise UserError(f"{where(path, field='preference', record=i + 1)}: {p} is outside [1, 2]")
     return p
 
 
@@ -143,10 +141,10 @@ def load_annotations(path: str | Path) -> list[dict]:
     for i, row in enumerate(rows):
         missing = [k for k in ANNOTATION_FIELDS if k not in row]
         if missing:
-            raise UserError(f"{where(path, i)}: missing field(s) {', '.join(missing)}")
+            raise UserError(f"{where(path, record=i + 1)}: missing field(s) {', '.join(missing)}")
         for k in ("instruction", "output_1", "output_2"):
             if not isinstance(row[k], str):
-                raise UserError(f"{where(path, i, k)}: not a string")
+                raise UserError(f"{where(path, field=k, record=i + 1)}: not a string")
         row["preference"] = _as_preference(row["preference"], path, i)
     for col in ("generator_2", "generator_1"):
         names = sorted({str(r[col]) for r in rows})
@@ -173,7 +171,7 @@ def reparse(rows: list[dict], path: str | Path) -> tuple[list[dict], int, int]:
             continue
         p = preference_from_raw_completion(raw, row["instruction"])
         if p is None:
-            raise UserError(f"{where(path, i, 'raw_completion')}: neither 'm' nor 'M' among the top logprobs")
+            raise UserError(f"{where(path, field='raw_completion', record=i + 1)}: neither 'm' nor 'M' among the top logprobs")
         n += 1
         bad += round(p, STORED_DECIMALS) != round(row["preference"], STORED_DECIMALS)
         out.append({**row, "preference": p})
@@ -396,8 +394,11 @@ class LCInputs:
 
 
 def generate_outputs(model: str, reference: list[dict], settings: GenerationSettings = GenerationSettings(), *,
-                     name: str | None = None, out: Path | None = None, quiet: bool = False) -> list[dict]:
-    """The model's outputs on the eval set (``out/model_outputs.json``, reused when complete)."""
+                     name: str | None = None, out: Path | None = None, quiet: bool = False,
+                     source: str = "the eval set") -> list[dict]:
+    """The model's outputs on the eval set (``out/model_outputs.json``, reused when complete).
+    Instructions longer than the model's context are an error naming ``source``'s record, or left
+    out (``settings.long_prompts``) before the model is loaded."""
     name = name or model_name(model)
     path = out / "model_outputs.json" if out else None
     if path is not None and path.is_file():  # a finished generation stage is reused
@@ -406,6 +407,11 @@ def generate_outputs(model: str, reference: list[dict], settings: GenerationSett
         if rows[0]["generator"] == name and all(r["instruction"] in have for r in reference):
             say(f"reusing {path}")
             return rows
+    keep = within_context(model, [r["instruction"] for r in reference], settings,
+                          lambda i: where(source, field="instruction", record=i + 1))
+    if not all(keep):
+        say(f"{len(keep) - sum(keep)} instructions longer than the model's context left out", quiet)
+        reference = [r for r, k in zip(reference, keep) if k]
     texts = generate_answers(model, [r["instruction"] for r in reference], settings, quiet=quiet)
     rows = [{"instruction": r["instruction"], "output": t, "generator": name, "dataset": r.get("dataset")}
             for r, t in zip(reference, texts)]
@@ -479,7 +485,8 @@ def evaluate_alpaca(*, model: str | None = None, outputs: str | None = None, ann
         if max_instances:
             reference = reference[:max_instances]
         if model is not None:
-            answers = generate_outputs(model, reference, generation, name=name, out=out, quiet=quiet)
+            answers = generate_outputs(model, reference, generation, name=name, out=out, quiet=quiet,
+                                       source=reference_outputs or "the AlpacaEval reference outputs")
         else:
             answers = load_outputs(outputs, "outputs", name)
         pairs = pair_with_reference(reference, answers)

@@ -18,6 +18,22 @@ class GenerationSettings:
     batch_size: int = 8
     backend: str = "hf"  # "hf" | "vllm"
     tensor_parallel_size: int = 1  # GPUs per vLLM engine
+    # the max_prompt_tokens policy (README "Running a DICE round"): a prompt longer than this (default:
+    # the model's context minus max_new_tokens) stops the evaluation naming it, or is dropped and counted
+    max_prompt_tokens: int | None = None
+    long_prompts: str = "error"  # "error" | "drop"
+
+
+def within_context(model: str, prompts: list[str], settings: GenerationSettings, where) -> list[bool]:
+    """Which prompts fit the model's context once templated (dicekit.data.within_limit; ``where(i)``
+    names prompt i in an error), checked from the tokenizer and config alone, before weights load."""
+    from dicekit.data import within_limit
+    from dicekit.models import load_tokenizer, prompt_ids, prompt_token_limit
+
+    tok = load_tokenizer(model)
+    limit = prompt_token_limit(model, settings.max_new_tokens, settings.max_prompt_tokens)
+    return within_limit([len(prompt_ids(tok, x)) for x in prompts], limit, settings.long_prompts, where,
+                        hint="--long-prompts drop")
 
 
 def model_name(model: str) -> str:

@@ -1,8 +1,9 @@
 """Build a pairwise judge from a spec string: ``oracle`` (the judge the caller passes as ``oracle``,
 e.g. the task world's :class:`dicekit.world.judge.OracleJudge` — evals does not import the world,
-which imports evals), ``hf:PATH_OR_ID`` (a local model's "m"/"M" next-token probabilities), a YAML
-file of endpoint settings, or an OpenAI-compatible model name (key read from the environment variable
-``api_key_env``; never stored)."""
+which imports evals), ``hf:PATH_OR_ID`` (a local model's "m"/"M" next-token probabilities),
+``ifeval:PROMPTS.jsonl`` (the IFEval checker, scoring each output's fraction of its prompt's
+instructions followed), a YAML file of endpoint settings, or an OpenAI-compatible model name (key
+read from the environment variable ``api_key_env``; never stored)."""
 
 from __future__ import annotations
 
@@ -22,6 +23,10 @@ def judge_from_spec(spec: str, *, base_url: str | None = None, api_key_env: str 
         if oracle is None:
             raise UserError(f"{flag} oracle: no oracle judge here (the oracle is the task world's; use it on world runs)")
         return oracle()
+    if spec.startswith("ifeval:"):
+        from dicekit.evals.ifeval_judge import IFEvalJudge
+
+        return IFEvalJudge(spec[len("ifeval:"):])
     if spec.startswith("hf:"):
         from dicekit.evals.hf_judge import HFJudge
 

@@ -249,7 +249,7 @@ def load_labelled_pairs(data: str, split: str = "train", limit: int | None = Non
     ``pairs.parquet`` has its ``source`` (generated / offline) as ``subset``."""
     from dicekit.data import load_pairs
 
-    pairs = load_pairs(data, split, limit, keep=KEEP).dropna(axis=1, how="all")
+    pairs = load_pairs(data, split, limit, keep=KEEP, lines=True).dropna(axis=1, how="all")
     if "subset" not in pairs and "source" in pairs:
         pairs = pairs.rename(columns={"source": "subset"})
     return pairs
@@ -285,17 +285,19 @@ def pick_alpha(alpha: float | None, pairs: pd.DataFrame) -> float:
 def evaluate_reward_accuracy(policy: str, reference: str, pairs: pd.DataFrame, *, truth=None,
                              alpha: float | None = None, length_unit: str = "chars", edges=None,
                              rewardbench: bool = False, n_boot: int = 1000, seed: int = 0, dtype: str = "float32",
-                             tokens_per_batch: int | None = None, quiet: bool = True) -> tuple[dict, pd.DataFrame]:
+                             tokens_per_batch: int | None = None, quiet: bool = True, long_inputs: str = "error",
+                             layout: str = "dicekit") -> tuple[dict, pd.DataFrame]:
     """(summary dict, per-pair scores) of the implicit reward of ``policy`` over ``reference`` on
     ``pairs`` (a :func:`load_labelled_pairs` frame), scored token-exact by
-    dicekit.evals.reward_scoring.score_pairs; ``truth`` as in :func:`attach_truth`."""
+    dicekit.evals.reward_scoring.score_pairs; ``truth`` as in :func:`attach_truth`. ``long_inputs``
+    and ``layout`` as there (pairs over the policy's context: error or drop; the token layout)."""
     from dicekit.evals.reward_scoring import score_pairs
 
     pairs = attach_truth(pairs, truth)
     a = pick_alpha(alpha, pairs)
     scored = score_pairs(policy, reference, pairs, length_unit=length_unit, dtype=dtype,
-                         tokens_per_batch=tokens_per_batch, quiet=quiet)
+                         tokens_per_batch=tokens_per_batch, quiet=quiet, long_inputs=long_inputs, layout=layout)
     summary = summarize(scored, a, edges=edges, n_boot=n_boot, seed=seed, rewardbench=rewardbench)
     summary = {"policy": policy, "reference": reference, "length_unit": length_unit, "n_boot": n_boot,
-               "seed": seed, **summary}
+               "seed": seed, "layout": layout, "n_dropped_long": scored.attrs.get("n_dropped_long", 0), **summary}
     return summary, scored

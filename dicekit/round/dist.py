@@ -5,7 +5,8 @@ scoring shards are split round-robin by index over ``WORLD_SIZE`` ranks and writ
 folder; rank 0 waits for all of them, merges by (prompt_id, sample_id) and builds the pairs, the
 others wait for its files; then all ranks train together (TRL/accelerate handle the process group).
 Synchronisation is by files, not by a process group, so the sampling stages need no collective
-backend and a single process behaves exactly as before.
+backend and a single process behaves exactly as before. The run folder's write lock (dicekit.rundir.run_lock) is
+held by rank 0 for the whole launch; the other ranks only check that their own rank 0 holds it.
 """
 
 from __future__ import annotations

@@ -40,7 +40,7 @@ from dicekit.errors import UserError
 from dicekit.core.reward import implicit_reward
 from dicekit.progress import say
 
-_RESUME_IGNORED = {"quiet", "report_to", "alpha", "num_rounds", "diagnose", "diagnose_judge", "diagnose_judge_base_url",
+_RESUME_IGNORED = {"quiet", "report_to", "run_dir", "alpha", "num_rounds", "diagnose", "diagnose_judge", "diagnose_judge_base_url",
                    "diagnose_judge_api_key_env", "diagnose_max_pairs", "health", "health_pairs", "health_max_pairs",
                    "health_previous_reward",  # health.json, once written, is reused
                    "score_tokens_per_batch"}  # batch size: the same scores up to float rounding
@@ -84,34 +84,60 @@ def next_round(cfg: RoundConfig) -> int:
     return (max(done) + 1) if done else 1
 
 
-def _round_config(cfg: RoundConfig, t: int, policy: str, reference: str) -> dict:
+def stored_config(cfg: RoundConfig) -> dict:
+    """The run's config as recorded in run.yaml: model and data paths stored as rundir.stored_path
+    (``./``-relative inside the run folder, absolute outside it), so the folder can move."""
     run = to_dict(cfg)
+    for key in ("policy", "reference", "prompts", "offline_data"):
+        run[key] = rundir.stored_path(cfg.run_dir, run[key])
+    return run
+
+
+def _round_config(cfg: RoundConfig, t: int, policy: str, reference: str) -> dict:
+    run = stored_config(cfg)
     run_models = {"run_policy": run.pop("policy"), "run_reference": run.pop("reference")}
-    return {"round": t, "policy": policy, "reference": reference, **run, **run_models, "alpha_requested": cfg.alpha,
-            **rundir.provenance()}
+    return {"round": t, "policy": rundir.stored_path(cfg.run_dir, policy),
+            "reference": rundir.stored_path(cfg.run_dir, reference), **run, **run_models,
+            "alpha_requested": cfg.alpha, **rundir.provenance()}
 
 
-def _check_resume(rdir: Path, current: dict) -> None:
+def _check_resume(rdir: Path, current: dict, run_dir: str) -> None:
+    """A round with work in it resumes only under the settings it was started with (paths compared
+    where they point, so a moved run folder resumes). A round folder holding only its config.yaml
+    (a start that stopped before any work) takes the new settings."""
     path = rdir / "config.yaml"
-    if not path.exists():
+    if not path.exists() or not any(p.name != "config.yaml" for p in rdir.iterdir()):
         return
     import yaml
 
-    old = yaml.safe_load(path.read_text()) or {}
+    old = yaml.safe_load(data.read_text(path)) or {}
+
+    def norm(key, v):
+        v = rundir.resolved_path(run_dir, v) if key in rundir.PATH_KEYS and isinstance(v, str) else v
+        return os.path.abspath(v) if key in rundir.PATH_KEYS and isinstance(v, str) and rundir.is_local_spec(v) else v
+
     for key, value in current.items():
         if key in _RESUME_IGNORED or key in ("dicekit_version", "git_sha"):
             continue
-        if key in old and old[key] != value:
+        if key in old and norm(key, old[key]) != norm(key, value):
             raise UserError(f"{path}: round was started with {key}={old[key]!r}, now {value!r}; "
                             f"restore the setting or delete {rdir} to start the round again")
 
 
-def _prompts_with_ids(cfg: RoundConfig, tok) -> pd.DataFrame:
-    from dicekit.models import prompt_ids
+def _prompts_with_ids(cfg: RoundConfig, tok, policy: str) -> tuple[pd.DataFrame, int]:
+    """The round's prompts with their templated token IDs, and how many were dropped as too long for
+    π_{t-1}'s context (``max_prompt_tokens`` / ``long_prompts``: error names the prompt's file:line)."""
+    from dicekit.models import prompt_ids, prompt_token_limit
 
-    prompts = data.load_prompts(cfg.prompts, cfg.prompts_split, cfg.max_prompts)
+    prompts = data.load_prompts(cfg.prompts, cfg.prompts_split, cfg.max_prompts, lines=True)
     prompts["prompt_ids"] = [prompt_ids(tok, p) for p in prompts["prompt"]]
-    return prompts
+    limit = prompt_token_limit(policy, cfg.max_new_tokens, cfg.max_prompt_tokens)
+    keep = data.within_limit(prompts["prompt_ids"].map(len), limit, cfg.long_prompts,
+                             lambda i: f"{prompts['where'].iloc[i]}: prompt")
+    kept = prompts[keep].drop(columns="where").reset_index(drop=True)
+    if kept.empty:
+        raise UserError(f"{cfg.prompts}: every prompt is longer than max_prompt_tokens={limit}")
+    return kept, len(prompts) - len(kept)
 
 
 def stage_samples(cfg: RoundConfig, t: int, rdir: Path, models: _OneModel, policy: str, reference: str) -> pd.DataFrame:
@@ -136,7 +162,7 @@ def stage_samples(cfg: RoundConfig, t: int, rdir: Path, models: _OneModel, polic
     else:
         model, tok = models.get(policy)
         stop_ids = stop_token_ids(model, tok)
-    prompts = _prompts_with_ids(cfg, tok)
+    prompts, _ = _prompts_with_ids(cfg, tok, policy)
     n_shards = len(shard_plan(len(prompts), cfg.shard_prompts))
     mine = dist.my_shards(n_shards)
     done = lambda d: [work / d / f"shard_{i:06d}.parquet" for i in mine]  # noqa: E731
@@ -281,7 +307,11 @@ def stage_pairs(cfg: RoundConfig, t: int, rdir: Path, models: _OneModel, samples
         used = set(gen["prompt"])
         offline_keys = [data.prompt_key(p) for p in offline["prompt"]]
         n_off_avail = sum(k not in used for k in offline_keys)
-    n_gen, n_off = P.replay_counts(len(gen), n_off_avail, gamma, cfg.max_pairs)
+    if cfg.replay_counts == "official":
+        n_total = 0 if offline is None else len(offline)
+        n_gen, n_off = P.replay_counts_official(len(gen), n_total, n_off_avail, gamma, cfg.max_pairs)
+    else:
+        n_gen, n_off = P.replay_counts(len(gen), n_off_avail, gamma, cfg.max_pairs)
     if n_gen < len(gen):
         keep = np.sort(np.random.default_rng([cfg.seed, t, 1]).choice(len(gen), n_gen, replace=False))
         gen = gen.iloc[keep].reset_index(drop=True)
@@ -512,22 +542,31 @@ def run_diagnostic(cfg: RoundConfig, samples: pd.DataFrame, alpha: float, t: int
                           unit=cfg.length_unit, seed=cfg.seed + t, quiet=cfg.quiet)
 
 
-def _check_inputs(cfg: RoundConfig, policy: str, reference: str) -> None:
-    """Fail on bad input before anything is written: data files parse, models have tokenizers."""
-    from dicekit.models import load_tokenizer
+def _check_inputs(cfg: RoundConfig, policy: str, reference: str) -> int:
+    """Fail on bad input before anything is written: both models have a config and a tokenizer (local
+    paths must exist; hub ids respect HF_HUB_OFFLINE), data files parse, prompts fit the context.
+    Returns the number of prompts dropped as too long."""
+    from dicekit.models import check_source, context_length, load_tokenizer
 
+    for spec in (policy, reference):  # cheap checks first: paths, then the data files
+        check_source(spec)
     data.load_prompts(cfg.prompts, cfg.prompts_split, cfg.max_prompts)
     if cfg.replay_ratio > 0:
         data.load_pairs(cfg.offline_data, cfg.offline_split, cfg.max_offline_pairs)
+    toks = {}
     for spec in (policy, reference):
-        if Path(spec).exists() or spec.endswith(".gguf"):
-            load_tokenizer(spec)
+        toks[spec] = load_tokenizer(spec)
+        context_length(spec)
+    return _prompts_with_ids(cfg, toks[policy], policy)[1]
 
 
 def run_round(cfg: RoundConfig, round_: int | None = None) -> Path:
-    """Run (or resume) round ``round_`` (default: the next unfinished one). Returns the round folder."""
-    from dicekit.round.train import TrainConfig, train_dpo
+    """Run (or resume) round ``round_`` (default: the next unfinished one). Returns the round folder.
+    Everything is validated before anything is written; the run folder's lock is held throughout."""
+    if cfg.quiet:
+        from dicekit.progress import silence_libraries
 
+        silence_libraries()
     t = round_ or next_round(cfg)
     if t > 1 and not (rundir.round_dir(cfg.run_dir, t - 1) / "metrics.json").exists():
         raise UserError(f"{cfg.run_dir}: round {t - 1} is not finished; run it first")
@@ -537,16 +576,30 @@ def run_round(cfg: RoundConfig, round_: int | None = None) -> Path:
         return rdir
     policy, reference = models_for_round(cfg, t)
     current = _round_config(cfg, t, policy, reference)
-    _check_resume(rdir, current)
-    _check_inputs(cfg, policy, reference)
+    if rdir.is_dir():
+        _check_resume(rdir, current, cfg.run_dir)
+    n_long = _check_inputs(cfg, policy, reference)
+    with rundir.run_lock(cfg.run_dir, f"dicekit run-round (round {t})"):
+        if (rdir / "metrics.json").exists():  # finished by the writer that held the lock before us
+            say(f"round {t} is already finished ({rdir}); nothing to do")
+            return rdir
+        return _run_round_locked(cfg, t, rdir, policy, reference, current, n_long)
+
+
+def _run_round_locked(cfg: RoundConfig, t: int, rdir: Path, policy: str, reference: str, current: dict,
+                      n_long: int) -> Path:
+    from dicekit.round.train import train_dpo
+
     rdir.mkdir(parents=True, exist_ok=True)
     main = dist.is_main()
     quiet = cfg.quiet or not main
     if main:
-        rundir.write_yaml(Path(cfg.run_dir) / "run.yaml", {**to_dict(cfg), **rundir.provenance()})
+        rundir.write_yaml(Path(cfg.run_dir) / "run.yaml", {**stored_config(cfg), **rundir.provenance()})
         if not (rdir / "config.yaml").exists():
             rundir.write_yaml(rdir / "config.yaml", current)
     say(f"round {t}: policy {policy}, reference {reference}" + (f" ({dist.world_size()} processes)" if main and dist.world_size() > 1 else ""), quiet)
+    if n_long:
+        say(f"{n_long} prompts longer than max_prompt_tokens dropped (long_prompts: drop)", quiet)
     timings = {}
     models = _OneModel(cfg.score_dtype)
     t0 = time.perf_counter()
@@ -572,12 +625,14 @@ def run_round(cfg: RoundConfig, round_: int | None = None) -> Path:
     t0 = time.perf_counter()
     train = {}
     if not (rdir / "model").exists():
-        tcfg = TrainConfig.from_round(cfg, seed=cfg.seed + t)
-        train = train_dpo(policy, pairs_df, rdir / "model", tcfg, rdir / "train_log.jsonl", rdir / ".work" / "train")
+        # the round's config is its training config (config.TrainConfig): beta, learning_rate, ... as read
+        train = train_dpo(policy, pairs_df, rdir / "model", cfg, rdir / "train_log.jsonl", rdir / ".work" / "train",
+                          seed=cfg.seed + t)
     timings["train_s"] = time.perf_counter() - t0
     if not main:
         return rdir
-    metrics = {"round": t, **round_metrics(samples, pairs_df, info, train, rdir / "train_log.jsonl"), "timings": timings}
+    metrics = {"round": t, **round_metrics(samples, pairs_df, info, train, rdir / "train_log.jsonl"),
+               "n_prompts_dropped_long": n_long, "timings": timings}
     if health is not None:
         metrics["health"] = health
     if info.get("stabilisers") is not None:

@@ -6,7 +6,7 @@
   with its mean marked, plus the offline pairs' distribution (the paper's Figure 2).
 * :func:`alpha_sweep_figure`: mean length difference vs α from ``alpha_sweep.csv``, α* marked.
 * :func:`win_rate_figure`, :func:`training_figure`, :func:`reward_accuracy_figure`: the report's
-  per-round views.
+  per-round views; :func:`ifeval_figure`: IFEval accuracies per evaluated model.
 
 Every figure function takes plain data and a path, writes one PNG and returns the path.
 """
@@ -157,31 +157,76 @@ def alpha_sweep_figure(sweep: pd.DataFrame, path, *, alpha_star: float | None = 
     return _save(fig, path, plt)
 
 
+def win_rate_axis(values, errors=None, min_span: float = 20.0) -> tuple[float, float]:
+    """y-limits (%) for win rates: the values ± their errors, padded to at least ``min_span`` points
+    and clipped to [0, 100], so one standard error is not drawn as a cliff.
+
+    >>> win_rate_axis([45.0, 47.0], [1.0, 1.0])
+    (36.0, 56.0)
+    """
+    v = np.asarray(values, np.float64)
+    e = np.zeros_like(v) if errors is None else np.nan_to_num(np.asarray(errors, np.float64))
+    lo, hi = float(np.nanmin(v - e)), float(np.nanmax(v + e))
+    pad = max(0.0, (min_span - (hi - lo)) / 2)
+    lo, hi = lo - pad, hi + pad
+    if lo < 0:
+        lo, hi = 0.0, min(100.0, hi - lo)
+    if hi > 100:
+        lo, hi = max(0.0, lo - (hi - 100)), 100.0
+    return lo, hi
+
+
 def win_rate_figure(evals: pd.DataFrame, path) -> Path:
-    """Win rate (and LC win rate) and average length per round, one line per eval file name."""
+    """Win rate (and LC win rate) per round with ±1 standard error bars (``standard_error`` /
+    ``lc_standard_error`` columns, when given), on an axis at least 20 points tall, and average length
+    per round; one line per eval file name."""
     plt = _plt()
     fig, (a1, a2) = plt.subplots(1, 2, figsize=(9, 3.2))
+    shown, shown_err = [], []
     for name, g in evals.sort_values("round").groupby("name", sort=True):
-        for col, ls in (("win_rate", "-"), ("length_controlled_winrate", "--")):
+        for col, err_col, ls in (("win_rate", "standard_error", "-"), ("length_controlled_winrate", "lc_standard_error", "--")):
             if col in g and g[col].notna().any():
-                a1.plot(g["round"], g[col], ls, marker="o", label=f"{name} {col.replace('_', ' ')}")
+                err = g[err_col] if err_col in g else None
+                a1.errorbar(g["round"], g[col], yerr=err, fmt=ls, marker="o", capsize=3,
+                            label=f"{name} {col.replace('_', ' ')}")
+                shown.append(g[col].to_numpy(np.float64))
+                shown_err.append(np.zeros(len(g)) if err is None else err.to_numpy(np.float64))
         for col in ("avg_length", "mean_length", "length"):
             if col in g and g[col].notna().any():
                 a2.plot(g["round"], g[col], marker="o", label=f"{name} {col.replace('_', ' ')}")
                 break
     a1.set_xlabel("round (policy π_t)")
-    a1.set_ylabel("win rate (%)")
+    a1.set_ylabel("win rate (%), ±1 standard error")
+    if shown:
+        a1.set_ylim(*win_rate_axis(np.concatenate(shown), np.concatenate(shown_err)))
+        if a1.get_ylim()[0] < 50 < a1.get_ylim()[1]:
+            a1.axhline(50, color="black", lw=0.6, ls=":")
     a2.set_xlabel("round (policy π_t)")
     a2.set_ylabel("length")
     for ax in (a1, a2):
         ax.xaxis.get_major_locator().set_params(integer=True)
-        if ax.lines:
+        if ax.lines or ax.containers:
             ax.legend(fontsize=7)
     return _save(fig, path, plt)
 
 
-def training_figure(logs: dict[int, pd.DataFrame], path) -> Path:
-    """DPO loss and training reward accuracy per step, one line per round."""
+def objective_label(loss_type, loss_weights=None) -> str:
+    """The training objective as the loss axis names it: TRL's loss names, weighted when mixed.
+
+    >>> objective_label(["sigmoid", "sft"], [1.0, 1.0]), objective_label(["sigmoid"])
+    ('loss: DPO (sigmoid) + 1·SFT', 'loss: DPO (sigmoid)')
+    """
+    names = {"sigmoid": "DPO (sigmoid)", "sft": "SFT", "ipo": "IPO", "hinge": "hinge"}
+    types = [loss_type] if isinstance(loss_type, str) else list(loss_type or ["sigmoid"])
+    weights = list(loss_weights) if loss_weights else [1.0] * len(types)
+    parts = [(f"{w:g}·" if i and len(types) > 1 else (f"{w:g}·" if w != 1 else "")) + names.get(t, t)
+             for i, (t, w) in enumerate(zip(types, weights))]
+    return "loss: " + " + ".join(parts)
+
+
+def training_figure(logs: dict[int, pd.DataFrame], path, loss_label: str = "loss: DPO (sigmoid)") -> Path:
+    """Training loss (``loss_label`` names the objective: an added SFT term lifts it above DPO's
+    log 2 ≈ 0.693 start) and training reward accuracy per step, one line per round."""
     plt = _plt()
     fig, (a1, a2) = plt.subplots(1, 2, figsize=(9, 3.2))
     for t, log in sorted(logs.items()):
@@ -190,7 +235,7 @@ def training_figure(logs: dict[int, pd.DataFrame], path) -> Path:
             a1.plot(steps["step"], steps["loss"], label=f"round {t}")
         if "rewards/accuracies" in steps and steps["rewards/accuracies"].notna().any():
             a2.plot(steps["step"], steps["rewards/accuracies"], label=f"round {t}")
-    a1.set_ylabel("DPO loss")
+    a1.set_ylabel(loss_label, fontsize=8)
     a2.set_ylabel("reward accuracy (training batches)")
     for ax in (a1, a2):
         ax.set_xlabel("step")
@@ -217,6 +262,28 @@ def reward_accuracy_figure(table: pd.DataFrame, path, *, label_col: str = "label
     return _save(fig, path, plt)
 
 
+IFEVAL_BARS = (("prompt_level_strict", "prompt strict"), ("inst_level_strict", "instruction strict"),
+               ("prompt_level_loose", "prompt loose"), ("inst_level_loose", "instruction loose"))
+
+
+def ifeval_figure(rows: list[dict], path) -> Path:
+    """IFEval accuracy per model: four bars (prompt/instruction level, strict/loose) with ±1
+    standard error, one group per row (``name`` + the ``*_acc``/``*_se`` fields of
+    ``dicekit eval ifeval``'s metrics.json; accuracies in [0, 1], drawn in %)."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(max(5.0, 1.4 * len(rows) + 2), 3.4))
+    x = np.arange(len(rows))
+    width = 0.8 / len(IFEVAL_BARS)
+    for k, (key, label) in enumerate(IFEVAL_BARS):
+        acc = np.array([100 * float(r[f"{key}_acc"]) for r in rows])
+        se = np.array([100 * float(r.get(f"{key}_se") or 0.0) for r in rows])
+        ax.bar(x + (k - 1.5) * width, acc, width, yerr=se, capsize=2, label=label)
+    ax.set_xticks(x, [r["name"] for r in rows], fontsize=8)
+    ax.set_ylabel("IFEval accuracy (%), ±1 SE")
+    ax.legend(fontsize=7, ncol=2)
+    return _save(fig, path, plt)
+
+
 def _save(fig, path, plt) -> Path:
     from dicekit.rundir import atomic_path
 
@@ -230,8 +297,9 @@ def _save(fig, path, plt) -> Path:
 
 def plot_length_diff(run_dir, t: int, alphas: str = "0,ALPHA*,2*ALPHA*", out_dir=None) -> dict:
     """The length-difference figures of round t: ``length_diff_round<t>.png`` (histograms per α +
-    offline pairs) and ``alpha_sweep_round<t>.png``, written to ``out_dir`` (default
-    ``RUN_DIR/report``). Returns ``{alphas, means, n_pairs, offline_mean, alpha_star, files}``."""
+    offline pairs) and ``alpha_sweep_round<t>.png``, written to ``out_dir``. Returns ``{alphas, means,
+    n_pairs, offline_mean, alpha_star, files}``. (``dicekit plot length-diff`` writes to
+    ``RUN_DIR/plots/`` by default, so it never replaces a figure ``report.md`` describes.)"""
     runs.check_run_dir(run_dir)
     samples = runs.load_samples(run_dir, t, columns=["prompt_id", "sample_id", "response_ids", "n_chars",
                                                      "n_tokens", "reward", "valid"])
@@ -243,7 +311,7 @@ def plot_length_diff(run_dir, t: int, alphas: str = "0,ALPHA*,2*ALPHA*", out_dir
     values = parse_alphas(alphas, star)
     diffs = length_diff_by_alpha(samples, values, unit)
     offline = offline_length_diff(runs.load_pairs(run_dir, t), unit)
-    out = Path(out_dir) if out_dir else Path(run_dir) / "report"
+    out = Path(out_dir) if out_dir else Path(run_dir) / "plots"
     files = [length_diff_figure(diffs, out / f"length_diff_round{t}.png", offline=offline, alpha_star=star, unit=unit,
                                 title=f"round {t}: length difference of best-vs-worst pairs")]
     sweep = runs.load_alpha_sweep(run_dir, t)

@@ -1,6 +1,6 @@
 """`write_report(run_dir)`: a markdown report with PNG figures of a run folder. A pure reader.
 
-Reads (all optional except the round folders; see shared/CONTRACT.md for the round files):
+Reads (all optional except the round folders; see docs/run-folder.md for the round files):
 
 * ``run.yaml``; per round ``config.yaml``, ``metrics.json``, ``samples.parquet``, ``pairs.parquet``,
   ``alpha_sweep.csv``, ``train_log.jsonl`` (through dicekit.view.runs); ``metrics.json``'s ``diagnostic``
@@ -11,8 +11,12 @@ Reads (all optional except the round folders; see shared/CONTRACT.md for the rou
   shown as reward accuracy instead;
 * ``analysis/reward_accuracy*.json`` (same format, any models) and ``analysis/rankers.json`` (written
   by ``dicekit compare-rankers --out``);
-* ``demo_summary.json``, or the ``extra`` argument: ``{section title: rows | markdown text}`` where
-  rows are a list of flat JSON objects (or a DataFrame) rendered as a table — the demo's per-model
+* ``evals/ifeval/<model name>/metrics.json`` + ``results.jsonl`` (written by ``dicekit eval ifeval
+  --out``): IFEval accuracies per model, per category, and paired prompt-level differences against
+  the model named ``pi_0`` (π_0) with bootstrap 95% intervals;
+* ``demo_summary.json``, or the ``extra`` argument: ``{section title: rows | markdown text | {"text":
+  markdown, "rows": rows}}`` where rows are a list of flat JSON objects (or a DataFrame) rendered as a
+  table (after its text, which defines the table's terms) — the demo's per-model
   table (win rate, LC win rate, length, quality, reward accuracy) and its diagnostics.
 
 Writes ``report.md`` and its figures into ``out_dir`` (default ``RUN_DIR/report/``). Never imports
@@ -131,9 +135,14 @@ def _pct_ci(o: dict) -> str:
 
 
 def _extra_sections(extra) -> list[str]:
+    """Sections of ``extra``: markdown text, rows (a table), or {"text", "rows"} (the text first, so a
+    table's terms are defined where it appears)."""
     out = []
     for title, body in (extra or {}).items():
         out += [f"## {title}", ""]
+        if isinstance(body, dict):
+            out += [str(body.get("text", "")), ""] if body.get("text") else []
+            body = body.get("rows") or []
         out += [body if isinstance(body, str) else table(body), ""]
     return out
 
@@ -144,7 +153,15 @@ def write_report(run_dir, out_dir=None, extra: dict | None = None) -> Path:
     ``RUN_DIR/demo_summary.json`` is used when present."""
     run = runs.check_run_dir(run_dir)
     out = Path(out_dir) if out_dir else run / "report"
-    out.mkdir(parents=True, exist_ok=True)
+    with rundir.lock_if_inside(run, out, "dicekit report"):
+        return _write_report(run, out, extra)
+
+
+def _write_report(run: Path, out: Path, extra: dict | None) -> Path:
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise UserError(rundir.os_error_message(e, out)) from None
     if extra is None and (run / "demo_summary.json").is_file():
         extra = _json(run / "demo_summary.json")
         if not isinstance(extra, dict):
@@ -157,13 +174,17 @@ def write_report(run_dir, out_dir=None, extra: dict | None = None) -> Path:
     cfg = runs.load_run_config(run) or {}
     md = [f"# DICE run report: `{run.name}`", ""]
     first = runs.load_config(run, rounds[0]) or {}
-    md += [f"- rounds: {', '.join(map(str, rounds))}; π_0 = `{cfg.get('policy', first.get('policy', '?'))}`, "
-           f"π_-1 = `{cfg.get('reference', first.get('reference', '?'))}`",
+    pi0 = rundir.shown_path(cfg.get("policy", first.get("run_policy", first.get("policy"))), run)
+    pim1 = rundir.shown_path(cfg.get("reference", first.get("run_reference", first.get("reference"))), run)
+    md += [f"- rounds: {', '.join(map(str, rounds))}; π_0 = `{pi0 or '?'}`, π_-1 = `{pim1 or '?'}`",
            f"- dicekit {cfg.get('dicekit_version') or first.get('dicekit_version') or 'unknown'}, "
            f"git {cfg.get('git_sha') or first.get('git_sha') or 'unknown'}", ""]
     md += _extra_sections(extra)
-    md += ["## Rounds", "", "Length and reward margins are means over the round's generated pairs "
-           "(chosen − rejected); loss and reward accuracy are the last logged training step.", ""]
+    md += ["## Rounds", "", "alpha*: the length penalty α (implicit reward per character, or per token) at "
+           "which the best-vs-worst pairs' chosen and rejected responses have the same mean length; alpha used: "
+           "the α the pairs were built with (α* unless fixed). Length and reward margins are means over the "
+           "round's generated pairs (chosen − rejected); loss and reward accuracy (the share of training pairs "
+           "whose implicit reward margin is positive) are the last logged training step.", ""]
     md += [table([round_row(run, t, evals) for t in rounds]), ""]
     md += _diagnostic_section(run, rounds)
     md += _health_section(run, rounds)
@@ -171,16 +192,22 @@ def write_report(run_dir, out_dir=None, extra: dict | None = None) -> Path:
     md += _length_section(run, rounds, out)
     logs = {t: log for t in rounds if (log := runs.load_train_log(run, t)) is not None and len(log)}
     if logs:
-        plots.training_figure(logs, out / "training.png")
-        md += ["## Training", "", "![DPO loss and reward accuracy per step](training.png)", ""]
+        loss = plots.objective_label(first.get("loss_type", ["sigmoid"]), first.get("loss_weights"))
+        plots.training_figure(logs, out / "training.png", loss_label=loss)
+        md += ["## Training", "", f"Training {loss} per step (with an SFT term the loss starts above DPO's "
+               "log 2 ≈ 0.693) and the share of training pairs whose implicit reward margin is positive.", "",
+               "![training loss and reward accuracy per step](training.png)", ""]
     md += _accuracy_section(run, out)
+    md += ifeval_section(run, out)
     rankers = run / "analysis" / "rankers.json"
     if rankers.is_file():
         r = _json(rankers)
-        src = f"round {r['round']} samples of `{r.get('samples')}`" if r.get("samples") else f"`{r.get('data')}`"
+        src = (f"round {r['round']} samples of `{rundir.shown_path(r.get('samples'), run)}`" if r.get("samples")
+               else f"`{rundir.shown_path(r.get('data'), run)}`")
         md += ["## Which ranker agrees with the labels? (paper Table 5)", "",
                f"{r['n_pairs']} labelled pairs from {src}" + (f", labels from the {r['oracle']} oracle" if r.get("oracle") else "")
-               + f"; implicit reward of `{r['policy']}` against `{r['reference']}`. Ties count as wrong.", "",
+               + f"; implicit reward of `{rundir.shown_path(r['policy'], run)}` against "
+               f"`{rundir.shown_path(r['reference'], run)}`. Ties count as wrong.", "",
                rankers_table(r), ""]
     path = rundir.write_text(out / "report.md", "\n".join(md).rstrip() + "\n")
     return path
@@ -338,4 +365,72 @@ def _accuracy_section(run: Path, out: Path) -> list[str]:
             md += [f"By length difference (chosen − rejected), `{label}`:", "",
                    table([{"bucket": b["bucket"], "n": b["n"], **{k: _pct_ci(b.get(k)) for k in ("dpo", "lr", "longer")}}
                           for b in r["by_length"]]), ""]
+    return md
+
+
+IFEVAL_BASELINE = "pi_0"
+
+
+def _pm(r: dict, key: str) -> str:
+    return f"{100 * r[f'{key}_acc']:.1f} ± {100 * r[f'{key}_se']:.1f}"
+
+
+def _decoding(g: dict | None) -> str:
+    if not g:
+        return "given outputs"
+    how = "greedy" if not g.get("temperature") else f"T={g['temperature']}, top-p {g.get('top_p')}"
+    return f"{how}, ≤{g.get('max_new_tokens')} tokens, {g.get('dtype', '')}".rstrip(", ")
+
+
+def ifeval_section(run: Path, out: Path) -> list[str]:
+    """IFEval evaluations of the run's models (``evals/ifeval/*/``), when there are any."""
+    from dicekit.evals.ifeval import paired_difference
+
+    evals = runs.load_ifeval_evals(run)
+    if not evals:
+        return []
+    rows = [{"model": e["name"], "prompts": e.get("prompts", e.get("n_prompts")),
+             "prompt strict": _pm(e, "prompt_level_strict"), "instruction strict": _pm(e, "inst_level_strict"),
+             "prompt loose": _pm(e, "prompt_level_loose"), "instruction loose": _pm(e, "inst_level_loose"),
+             "mean of prompt & instruction, strict": 100 * e["average_prompt_inst_strict"],
+             "mean length (chars)": e.get("mean_response_chars"), "decoding": _decoding(e.get("generation"))}
+            for e in evals]
+    plots.ifeval_figure(evals, out / "ifeval.png")
+    checkers = sorted({str(e.get("checker")) for e in evals})
+    md = ["## IFEval", "",
+          f"Accuracy in % ± one standard error (instruction level: clustered by prompt); checker {', '.join(checkers)}. "
+          "Strict: the response as written; loose: any of 8 variants (without `*`, without the first/last line) passes. "
+          "Responses and per-prompt results: `evals/ifeval/<model>/`.", "",
+          table(rows, floatfmt="{:.1f}"), "", "![IFEval accuracy per model](ifeval.png)", ""]
+    base = next((e for e in evals if e["name"] == IFEVAL_BASELINE and e.get("results_path")), None)
+    if base is not None:
+        base_rows = runs.load_ifeval_results(base["results_path"])
+        diffs = []
+        for e in evals:
+            if e is base or not e.get("results_path"):
+                continue
+            other = runs.load_ifeval_results(e["results_path"])
+            if {r["prompt"] for r in other} != {r["prompt"] for r in base_rows}:
+                continue
+            row = {"model": e["name"], "prompts": len(other)}
+            for mode in ("strict", "loose"):
+                d = paired_difference(other, base_rows, mode)
+                row[f"prompt {mode}, minus {IFEVAL_BASELINE}"] = (
+                    f"{100 * d['difference']:+.1f} [{100 * d['ci_low']:+.1f}, {100 * d['ci_high']:+.1f}]")
+            diffs.append(row)
+        if diffs:
+            md += [f"Paired differences of prompt-level accuracy against `{IFEVAL_BASELINE}` (percentage points, "
+                   "percentile bootstrap 95% interval over prompts, 2,000 resamples, seed 0):", "", table(diffs), ""]
+    cats = sorted({c["name"] for e in evals for c in e.get("by_category", [])})
+    if cats:
+        by = [{"category": c, **{e["name"]: next((100 * x["strict_acc"] for x in e.get("by_category", [])
+                                                  if x["name"] == c), None) for e in evals}} for c in cats]
+        md += ["Instruction-level strict accuracy (%) per category:", "", table(by, floatfmt="{:.1f}"), ""]
+    types = sorted({c["name"] for e in evals for c in e.get("by_instruction", [])})
+    if types:
+        by = [{"instruction": i, "n": next(x["n"] for e in evals for x in e.get("by_instruction", []) if x["name"] == i),
+               **{e["name"]: next((100 * x["strict_acc"] for x in e.get("by_instruction", []) if x["name"] == i), None)
+                  for e in evals}} for i in types]
+        md += ["Strict accuracy (%) per instruction type (n: instructions of that type in the first model's set):", "",
+               table(by, floatfmt="{:.1f}"), ""]
     return md

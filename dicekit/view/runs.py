@@ -1,4 +1,4 @@
-"""Read-only loaders of run folders (shared/CONTRACT.md), for plots, the report and the dashboard.
+"""Read-only loaders of run folders (docs/run-folder.md), for plots, the report and the dashboard.
 
 Only pandas, pyarrow, json and yaml: never torch, transformers or the code that writes the files.
 Every loader takes ``(run_dir, t)`` and returns the file's content, or ``None`` when an optional
@@ -7,7 +7,9 @@ cannot be read raises :class:`~dicekit.errors.UserError` naming it.
 
 Files read, per round folder ``round_<t>/``: ``config.yaml``, ``samples.parquet``,
 ``pairs.parquet``, ``alpha_sweep.csv``, ``train_log.jsonl``, ``metrics.json``, ``evals/*.json``
-(any JSON objects; their scalar fields become columns) and ``token_credit.parquet``:
+(any JSON objects; their scalar fields become columns) and ``token_credit.parquet``; per run,
+``evals/ifeval/<model name>/`` (``metrics.json``, ``results.jsonl``: :func:`load_ifeval_evals`).
+``token_credit.parquet``:
 
     prompt_id (str), sample_id (int), token_ids (list[int]), tokens (list[str]: the decoded text
     piece of each token), logratio (list[float]: log π_policy − log π_ref per token, nats; its sum
@@ -26,8 +28,9 @@ import numpy as np
 import pandas as pd
 import yaml
 
+from dicekit.data import read_text
 from dicekit.errors import UserError
-from dicekit.rundir import round_dir
+from dicekit.rundir import resolved_config, round_dir
 
 
 def rounds(run_dir: str | Path) -> list[int]:
@@ -55,12 +58,14 @@ def _read(path: Path, reader):
         return None
     try:
         return reader(path)
+    except UserError:
+        raise
     except Exception as err:  # a damaged file is the user's to fix: name it
         raise UserError(f"{path}: cannot be read ({type(err).__name__}: {err})") from err
 
 
 def _yaml(path: Path) -> dict:
-    obj = yaml.safe_load(path.read_text()) or {}
+    obj = yaml.safe_load(read_text(path)) or {}
     if not isinstance(obj, dict):
         raise ValueError("not a mapping")
     return obj
@@ -68,7 +73,7 @@ def _yaml(path: Path) -> dict:
 
 def _json_lines(path: Path) -> pd.DataFrame:
     rows = []
-    for i, line in enumerate(path.read_text().splitlines(), 1):
+    for i, line in enumerate(read_text(path).splitlines(), 1):
         if line.strip():
             try:
                 rows.append(json.loads(line))
@@ -78,13 +83,17 @@ def _json_lines(path: Path) -> pd.DataFrame:
 
 
 def load_run_config(run_dir: str | Path) -> dict | None:
-    """``run.yaml``: the resolved config of the whole run."""
-    return _read(Path(run_dir) / "run.yaml", _yaml)
+    """``run.yaml``: the resolved config of the whole run; model and data paths resolved against the
+    run folder where it is now (rundir.resolved_config)."""
+    conf = _read(Path(run_dir) / "run.yaml", _yaml)
+    return None if conf is None else resolved_config(run_dir, conf)
 
 
 def load_config(run_dir: str | Path, t: int) -> dict | None:
-    """``round_<t>/config.yaml``: the round's resolved config (``alpha`` is the α used)."""
-    return _read(round_dir(run_dir, t) / "config.yaml", _yaml)
+    """``round_<t>/config.yaml``: the round's resolved config (``alpha`` is the α used); model and
+    data paths resolved against the run folder where it is now."""
+    conf = _read(round_dir(run_dir, t) / "config.yaml", _yaml)
+    return None if conf is None else resolved_config(run_dir, conf)
 
 
 def load_samples(run_dir: str | Path, t: int, columns: list[str] | None = None,
@@ -131,7 +140,7 @@ def load_train_log(run_dir: str | Path, t: int) -> pd.DataFrame | None:
 
 def load_metrics(run_dir: str | Path, t: int) -> dict | None:
     """``metrics.json``: the round's summary numbers (present once the round is finished)."""
-    return _read(round_dir(run_dir, t) / "metrics.json", lambda p: json.loads(p.read_text()))
+    return _read(round_dir(run_dir, t) / "metrics.json", lambda p: json.loads(read_text(p)))
 
 
 def load_token_credit(run_dir: str | Path, t: int) -> pd.DataFrame | None:
@@ -150,10 +159,30 @@ def load_evals(run_dir: str | Path, t: int) -> pd.DataFrame | None:
         return None
     rows = []
     for path in sorted(folder.glob("*.json")):
-        obj = _read(path, lambda p: json.loads(p.read_text()))
+        obj = _read(path, lambda p: json.loads(read_text(p)))
         if isinstance(obj, dict):
             rows.append({"name": path.stem, **_flatten(obj)})
     return pd.DataFrame(rows) if rows else None
+
+
+def load_ifeval_evals(run_dir: str | Path) -> list[dict]:
+    """IFEval evaluations of the run's models: ``evals/ifeval/<name>/metrics.json`` (written by
+    ``dicekit eval ifeval --out``), one dict per folder in name order, with ``name`` (the folder) and
+    ``results_path`` (its per-prompt ``results.jsonl``, or None when absent) added."""
+    folder = Path(run_dir) / "evals" / "ifeval"
+    out = []
+    for path in sorted(folder.glob("*/metrics.json")) if folder.is_dir() else []:
+        obj = _read(path, lambda p: json.loads(p.read_text()))
+        if isinstance(obj, dict):
+            results = path.parent / "results.jsonl"
+            out.append({**obj, "name": path.parent.name, "results_path": results if results.is_file() else None})
+    return out
+
+
+def load_ifeval_results(path: str | Path) -> list[dict]:
+    """The per-prompt results (``results.jsonl``) of one IFEval evaluation."""
+    df = _read(Path(path), _json_lines)
+    return [] if df is None else df.to_dict("records")
 
 
 def _flatten(obj: dict, prefix: str = "") -> dict:

@@ -198,7 +198,8 @@ def world_row(out: Path) -> dict:
 
 
 def summarize_demo(out: Path, runs: dict[str, Path], rounds: int) -> dict:
-    """The demo's tables as {section title: rows}, every number recomputed from files in ``out``."""
+    """The demo's tables as {section title: rows | text | {text, rows}} (a table's terms are defined in
+    its own text), every number recomputed from files in ``out``."""
     models = []
     for label, run_dir in runs.items():
         names = ["π_-1", "π_0"] if label == "DICE" else []
@@ -208,34 +209,46 @@ def summarize_demo(out: Path, runs: dict[str, Path], rounds: int) -> dict:
         models.append({"run": CONTROL, "model": "π_1", **model_numbers(eval_dir(out, CONTROL, "π_1"))})
     own = [{"run": label, **own_sample_row(run_dir, t)} for label, run_dir in runs.items() for t in range(1, rounds + 1)]
     return {
-        "Models on the held-out eval prompts (judge: the world oracle; reference: fixed world responses)": models,
-        "Implicit reward on the policy's own samples (the DICE precondition), per round": own,
-        MONITOR: monitor_rows(out, runs, rounds),
+        "Models on the held-out eval prompts (judge: the world oracle; reference: fixed world responses)":
+            {"text": MODEL_TERMS, "rows": models},
+        "Implicit reward on the policy's own samples (the DICE precondition), per round": {"text": OWN_TERMS, "rows": own},
+        MONITOR: {"text": MONITOR_TERMS, "rows": monitor_rows(out, runs, rounds)},
         "World data": [world_row(out)],
         "Notes": NOTES,
     }
 
 
 MONITOR = "Round monitor (judge-free) next to the oracle, per round"
-NOTES = (
+MONITOR_TERMS = (
+    "Signals each round computed before training, without judge or oracle (dicekit.analysis.health): held-out "
+    "accuracy of the round's reward on the world's annotator-labelled held-out pairs, consistency with the "
+    "previous round's reward, reward-variant agreement (0.5 = chance). Monitor verdict \"harm\" when held-out "
+    "accuracy < 0.6 (the gate's rule), next to the oracle's own-sample agreement and the round's change in "
+    "quality (π_t − π_{t-1})."
+)
+MODEL_TERMS = (
     "Win rate: percent of eval comparisons the oracle judges better than the fixed reference response "
     "(draws count half), over sampled responses (the rounds' decoding) and over greedy ones. Quality: the "
     "oracle's mean score in [0, 1]. Reward accuracy: the implicit reward of π_t against π_{t-1} on held-out "
     "pairs of π_-1 samples, against the annotators' label and against the oracle (oracle ties left out); a "
     "pair counts as right only if the chosen side's reward is strictly higher (a reward tie counts as wrong, "
     "as RewardBench and dicekit eval reward-accuracy; the same rule for \"longer-wins\", where equal lengths "
-    "count as wrong). Own-sample agreement: over pairs of one prompt's K round samples with different oracle "
+    "count as wrong)."
+)
+OWN_TERMS = (
+    "The DICE precondition: round t learns from pairs that π_{t-1}'s implicit reward picks among π_{t-1}'s "
+    "own samples, so it can only help if that reward orders those samples like the truth (here the oracle) "
+    "does. Own-sample agreement: over pairs of one prompt's K round samples with different oracle "
     "quality, the fraction the length-regularised implicit reward orders like the oracle (a reward tie counts "
     "half; 0.5 = chance). Pairs right (untied) / pairs tied: the round diagnostic's oracle agreement on the "
-    "best-vs-worst pairs at α* (pairs of equal quality left out) and the share of such ties; len chosen − "
-    "rejected: the round's mean over its generated pairs (metrics.json). The oracle-pairs "
-    "control is round 1 retrained with pairs picked by the oracle from the same samples (dicekit.world.control): "
-    "what a perfect ranker would have given. The "
+    "best-vs-worst pairs at α* the round trains on (pairs of equal quality left out) and the share of such "
+    "ties; len chosen − rejected: the round's mean over its generated pairs (metrics.json)."
+)
+NOTES = (
+    "The oracle-pairs control is round 1 retrained with pairs picked by the oracle from the same samples "
+    "(dicekit.world.control): what a perfect ranker would have given. The "
     "length-controlled win rate is not shown: alpaca_eval's GLM needs a per-instruction difficulty, which "
-    "the world does not have, and without it the fit collapses to 50% for every model. Round monitor: "
-    "signals each round computed without judge or oracle (dicekit.analysis.health; held-out accuracy on the "
-    "world's annotator-labelled held-out pairs); monitor verdict \"harm\" when held-out accuracy < 0.6 (the "
-    "gate's rule), next to the oracle's own-sample agreement and the round's change in quality."
+    "the world does not have, and without it the fit collapses to 50% for every model."
 )
 
 
@@ -248,6 +261,10 @@ def format_summary(summary: dict) -> str:
         if isinstance(rows, str):
             lines += ["", title, rows]
             continue
+        if isinstance(rows, dict):
+            lines += ["", title, rows.get("text", "")]
+            rows = rows.get("rows") or []
+            title = ""
         df = pd.DataFrame(rows)
         lines += ["", title, df.to_string(index=False, float_format=lambda x: f"{x:.3f}")]
     return "\n".join(lines)

@@ -29,7 +29,7 @@ def write(path, obj, raw=False):
 def test_annotations_missing_columns(tmp_path, capsys):
     row = {k: v for k, v in ROW.items() if k != "output_2"}
     one_line_exit_2(["--annotations", write(tmp_path / "a.json", [ROW, row]), "--json"], capsys,
-                    "a.json:1", "output_2")
+                    "a.json: record 2", "output_2")
 
 
 def test_annotations_with_two_generators(tmp_path, capsys):
@@ -40,7 +40,7 @@ def test_annotations_with_two_generators(tmp_path, capsys):
 @pytest.mark.parametrize("bad", ["NaN", "null"])
 def test_annotations_with_nan_preference(tmp_path, capsys, bad):
     text = json.dumps([ROW, {**ROW, "instruction": "Other.", "preference": "__BAD__"}]).replace('"__BAD__"', bad)
-    one_line_exit_2(["--annotations", write(tmp_path / "a.json", text, raw=True)], capsys, "a.json:1", "preference")
+    one_line_exit_2(["--annotations", write(tmp_path / "a.json", text, raw=True)], capsys, "a.json: record 2", "preference")
 
 
 def test_empty_outputs_file(tmp_path, capsys):
@@ -53,7 +53,7 @@ def test_outputs_with_two_generators_and_bad_json(tmp_path, capsys):
     ref = write(tmp_path / "ref.json", [{"instruction": "Name a colour.", "output": "Blue.", "generator": "g"}])
     outs = [{"instruction": "a", "output": "b", "generator": "m1"}, {"instruction": "c", "output": "d", "generator": "m2"}]
     one_line_exit_2(["--outputs", write(tmp_path / "o.json", outs), "--reference-outputs", ref], capsys, "generator")
-    one_line_exit_2(["--annotations", write(tmp_path / "x.json", "[{", raw=True)], capsys, "not valid JSON")
+    one_line_exit_2(["--annotations", write(tmp_path / "x.json", "[{", raw=True)], capsys, "malformed JSON")
 
 
 def test_usage_errors_are_one_line(capsys):

@@ -1,4 +1,4 @@
-"""`dicekit demo --scale ci`: the whole pipeline at a reduced size, checked against shared/CONTRACT.md,
+"""`dicekit demo --scale ci`: the whole pipeline at a reduced size, checked against docs/run-folder.md,
 and every number of its table recomputed from the files it wrote."""
 
 import json
@@ -81,11 +81,16 @@ def test_every_number_in_the_table_comes_from_the_files(demo_run):
         if isinstance(rows, str):
             assert saved[title] == rows
             continue
-        assert len(saved[title]) == len(rows)
-        for a, b in zip(saved[title], rows):
+        if isinstance(rows, dict):  # a table with the text that defines its terms
+            assert saved[title]["text"] == rows["text"] and rows["text"]
+            saved_rows, rows = saved[title]["rows"], rows["rows"]
+        else:
+            saved_rows = saved[title]
+        assert len(saved_rows) == len(rows)
+        for a, b in zip(saved_rows, rows):
             assert a.keys() == b.keys()
             assert all(_same(a[k], b[k]) for k in a), (title, a, b)
-    models = saved[next(iter(saved))]
+    models = saved[next(iter(saved))]["rows"]
     assert [(m["run"], m["model"]) for m in models][:4] == [("DICE", "π_-1"), ("DICE", "π_0"), ("DICE", "π_1"), ("DICE", "π_2")]
     assert (models[-1]["run"], models[-1]["model"]) == (demo_eval.CONTROL, "π_1")
     # one number by hand: π_1's win rate is the mean of (preference − 1) over its outputs.jsonl
@@ -103,7 +108,7 @@ def test_every_number_in_the_table_comes_from_the_files(demo_run):
     # the own-sample row of DICE round 1, from the round's files
     from dicekit.world.oracle import quality
 
-    own = saved[[k for k in saved if "own samples" in k][0]][0]
+    own = saved[[k for k in saved if "own samples" in k][0]]["rows"][0]
     assert (own["run"], own["round"]) == ("DICE", 1)
     rdir = demo_run / "round_1"
     gen = pd.read_parquet(rdir / "pairs.parquet").query("source == 'generated'")
@@ -126,7 +131,7 @@ def test_every_number_in_the_table_comes_from_the_files(demo_run):
                     agree += 1.0 if (rw[i] - rw[j]) * (q[i] - q[j]) > 0 else 0.5 if rw[i] == rw[j] else 0.0
     assert own["own-sample agreement (α=0)"] == pytest.approx(agree / n)
     # the round monitor's row of DICE round 1: its signal from metrics.json, the oracle's Δ quality by hand
-    mon = saved[demo_eval.MONITOR]
+    mon = saved[demo_eval.MONITOR]["rows"]
     assert [(r["run"], r["round"]) for r in mon][:2] == [("DICE", 1), ("DICE", 2)] and len(mon) == 6
     h1 = json.loads((rdir / "metrics.json").read_text())["health"]
     assert mon[0]["held-out accuracy"] == pytest.approx(h1["heldout_accuracy"]["value"])
