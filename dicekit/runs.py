@@ -7,7 +7,9 @@ cannot be read raises :class:`~dicekit.errors.UserError` naming it.
 
 Files read, per round folder ``round_<t>/``: ``config.yaml``, ``samples.parquet``,
 ``pairs.parquet``, ``alpha_sweep.csv``, ``train_log.jsonl``, ``metrics.json``, ``evals/*.json``
-(any JSON objects; their scalar fields become columns) and ``token_credit.parquet``:
+(any JSON objects; their scalar fields become columns) and ``token_credit.parquet``; per run,
+``evals/ifeval/<model name>/`` (``metrics.json``, ``results.jsonl``: :func:`load_ifeval_evals`).
+``token_credit.parquet``:
 
     prompt_id (str), sample_id (int), token_ids (list[int]), tokens (list[str]: the decoded text
     piece of each token), logratio (list[float]: log π_policy − log π_ref per token, nats; its sum
@@ -154,6 +156,26 @@ def load_evals(run_dir: str | Path, t: int) -> pd.DataFrame | None:
         if isinstance(obj, dict):
             rows.append({"name": path.stem, **_flatten(obj)})
     return pd.DataFrame(rows) if rows else None
+
+
+def load_ifeval_evals(run_dir: str | Path) -> list[dict]:
+    """IFEval evaluations of the run's models: ``evals/ifeval/<name>/metrics.json`` (written by
+    ``dicekit eval ifeval --out``), one dict per folder in name order, with ``name`` (the folder) and
+    ``results_path`` (its per-prompt ``results.jsonl``, or None when absent) added."""
+    folder = Path(run_dir) / "evals" / "ifeval"
+    out = []
+    for path in sorted(folder.glob("*/metrics.json")) if folder.is_dir() else []:
+        obj = _read(path, lambda p: json.loads(p.read_text()))
+        if isinstance(obj, dict):
+            results = path.parent / "results.jsonl"
+            out.append({**obj, "name": path.parent.name, "results_path": results if results.is_file() else None})
+    return out
+
+
+def load_ifeval_results(path: str | Path) -> list[dict]:
+    """The per-prompt results (``results.jsonl``) of one IFEval evaluation."""
+    df = _read(Path(path), _json_lines)
+    return [] if df is None else df.to_dict("records")
 
 
 def _flatten(obj: dict, prefix: str = "") -> dict:

@@ -1,0 +1,1 @@
+"""Code behind the recipes in benchmarks/ that run on real models."""
