@@ -1,4 +1,5 @@
-"""Build a pairwise judge from a spec string: ``oracle`` (the task world), ``hf:PATH_OR_ID`` (a local
+"""Build a pairwise judge from a spec string: ``oracle`` (the task world), ``ifeval:PROMPTS.jsonl`` (the
+IFEval checker on prompts with stored instructions), ``hf:PATH_OR_ID`` (a local
 model's "m"/"M" next-token probabilities), a YAML file of endpoint settings, or an OpenAI-compatible
 model name (key read from the environment variable ``api_key_env``; never stored)."""
 
@@ -21,6 +22,10 @@ def judge_from_spec(spec: str, *, base_url: str | None = None, api_key_env: str 
                 raise
             raise UserError(f"{flag} oracle: the task world's judge (dicekit.world.judge) is not installed") from None
         return OracleJudge()
+    if spec.startswith("ifeval:"):
+        from dicekit.evals.ifeval_judge import CheckerJudge, InstructionChecker
+
+        return CheckerJudge(InstructionChecker.from_file(spec[len("ifeval:"):]))
     if spec.startswith("hf:"):
         from dicekit.evals.hf_judge import HFJudge
 

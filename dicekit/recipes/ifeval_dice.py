@@ -1,0 +1,100 @@
+"""The pieces of the SmolLM2 × IFEval recipe (``benchmarks/smollm2-ifeval/run.py``): simulated
+annotators that judge by the IFEval checker, offline pairs from π_{-1}'s samples, π_0 by DPO.
+
+* :class:`CheckerAnnotators` — the task world's annotators (:mod:`dicekit.world.annotators`: noise τ,
+  verbosity bias λ per ``length_scale`` characters, seeded labels) whose perceived quality is the
+  checker's share of the prompt's instructions followed (:class:`dicekit.evals.ifeval_judge.InstructionChecker`).
+* :func:`build_offline_pairs` — K samples of π_{-1} per offline prompt (dicekit's keyed sampler,
+  round 0), finished samples only, best-vs-worst by the annotators' round-robin wins (UltraFeedback
+  style): ``offline_pairs.jsonl`` (prompt/chosen/rejected text, the round's ``offline_data``) and
+  ``offline_pairs.parquet`` (exact token IDs, for π_0's training), plus the samples and their
+  checker scores.
+* :func:`build_pi_0` — DPO of π_{-1} on those pairs through the round's training stage
+  (:func:`dicekit.train.train_dpo`, reference log-probs from π_{-1} in fp32).
+"""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from dicekit import rundir
+from dicekit.evals.ifeval_judge import InstructionChecker
+from dicekit.world.annotators import Annotators
+
+
+@dataclass(frozen=True, eq=False)
+class CheckerAnnotators(Annotators):
+    """Annotators whose quality is the IFEval checker's share of instructions followed (0–1)."""
+
+    checker: InstructionChecker | None = None
+
+    def quality(self, prompt: str, response: str) -> float:
+        return self.checker.quality(prompt, response)
+
+
+def build_offline_pairs(model_dir: str, prompts: list[dict], out: Path, annotators: CheckerAnnotators, *, seed: int,
+                        samples_per_prompt: int, temperature: float, top_p: float, max_new_tokens: int,
+                        batch_size: int, generate_dtype: str = "float32", quiet: bool = False) -> dict:
+    """Sample, label and write the offline pairs into ``out`` (atomically; shards resume from
+    ``out``'s work folder). Returns counts."""
+    from dicekit.generate import generate_samples
+    from dicekit.models import load_model, prompt_ids, stop_token_ids
+
+    work = out.parent / f".{out.name}.work"
+    model, tok = load_model(model_dir, dtype=generate_dtype)
+    df = pd.DataFrame({"prompt_id": [p["prompt_id"] for p in prompts], "prompt": [p["prompt"] for p in prompts]})
+    df["prompt_ids"] = [prompt_ids(tok, p) for p in df["prompt"]]
+    samples = generate_samples(model, tok, stop_token_ids(model, tok), df, work / "gen", seed=seed, round_=0,
+                               samples_per_prompt=samples_per_prompt, max_new_tokens=max_new_tokens,
+                               temperature=temperature, top_p=top_p, batch_size=batch_size, shard_prompts=16,
+                               quiet=quiet)
+    del model
+    samples["checker_score"] = [annotators.quality(p, r) for p, r in zip(samples["prompt"], samples["response"])]
+    done = samples[samples["finish_reason"] == "stop"]
+    pairs, id_rows = [], []
+    for pid, group in done.groupby("prompt_id", sort=False):
+        group = group.reset_index(drop=True)
+        pick = annotators.best_and_worst(group["prompt"][0], list(group["response"]), key=(pid,))
+        if pick is None:
+            continue
+        c, r = group.iloc[pick[0]], group.iloc[pick[1]]
+        pairs.append({"prompt_id": pid, "prompt": c["prompt"], "chosen": c["response"], "rejected": r["response"],
+                      "checker_chosen": c["checker_score"], "checker_rejected": r["checker_score"]})
+        id_rows.append({"prompt_id": pid, "prompt_ids": list(c["prompt_ids"]), "chosen_ids": list(c["response_ids"]),
+                        "rejected_ids": list(r["response_ids"])})
+    with rundir.atomic_path(out) as tmp:
+        tmp.mkdir()
+        rundir.write_jsonl(tmp / "offline_pairs.jsonl", pairs)
+        pd.DataFrame(id_rows).to_parquet(tmp / "offline_pairs.parquet", index=False)
+        samples.drop(columns=["prompt_ids"]).to_parquet(tmp / "samples.parquet", index=False)
+    shutil.rmtree(work, ignore_errors=True)
+    pf = pd.DataFrame(pairs)
+    return {"samples": len(samples), "finished_samples": len(done), "pairs": len(pairs),
+            "chosen_follows_more": float((pf.checker_chosen > pf.checker_rejected).mean()) if len(pf) else None,
+            "chosen_follows_fewer": float((pf.checker_chosen < pf.checker_rejected).mean()) if len(pf) else None,
+            "chosen_longer": float((pf.chosen.str.len() > pf.rejected.str.len()).mean()) if len(pf) else None}
+
+
+def build_pi_0(pi_m1: str, offline: Path, out: Path, train_cfg) -> dict:
+    """π_0 = DPO of π_{-1} on ``offline/offline_pairs.parquet`` (reference log-probs: π_{-1}, fp32),
+    saved to ``out/model`` with ``out/train_log.jsonl``."""
+    from dicekit.models import load_model
+    from dicekit.score import score_sequences
+    from dicekit.train import train_dpo
+
+    rows = pd.read_parquet(offline / "offline_pairs.parquet")
+    ref, _ = load_model(pi_m1, tokenizer=False)
+    n = len(rows)
+    logps = score_sequences(ref, list(rows["prompt_ids"]) * 2, list(rows["chosen_ids"]) + list(rows["rejected_ids"]))
+    rows["ref_chosen_logps"], rows["ref_rejected_logps"] = logps[:n], logps[n:]
+    del ref
+    work = out.parent / f".{out.name}.work"
+    with rundir.atomic_path(out) as tmp:
+        tmp.mkdir()
+        info = train_dpo(pi_m1, rows, tmp / "model", train_cfg, tmp / "train_log.jsonl", work)
+    shutil.rmtree(work, ignore_errors=True)
+    return info
