@@ -3,7 +3,7 @@
 Pick a run and a round, then: the round at a glance, the pairs table (filter, sort, paginate), one
 prompt (chosen vs rejected, its K samples ranked by reward_lr with an α slider showing which pair
 each α chooses), the prompt across rounds, per-token credit, and the α sweep. It reads run folders
-only (through :mod:`dicekit.runs`); the pair an α chooses comes from :mod:`dicekit.pairs`, the
+only (through :mod:`dicekit.view.runs`); the pair an α chooses comes from :mod:`dicekit.core.pairs`, the
 function the pair builder uses. Model output is displayed as text, never executed.
 """
 
@@ -20,7 +20,7 @@ if _CHECKOUT not in sys.path:  # the script reruns on every interaction
 
 from app import sections  # noqa: E402
 from app.loaders import Round  # noqa: E402
-from dicekit import runs  # noqa: E402
+from dicekit.view import runs  # noqa: E402
 from dicekit.errors import UserError  # noqa: E402
 
 

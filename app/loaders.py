@@ -1,4 +1,4 @@
-"""Cached reads of run folders for the dashboard (through :mod:`dicekit.runs`, never the writers).
+"""Cached reads of run folders for the dashboard (through :mod:`dicekit.view.runs`, never the writers).
 
 Each loader takes the modification time of its file as an argument (hashed into the cache key), so a file that a running round
 rewrites is read again. Small things go through ``st.cache_data`` (a copy per call). The pairs
@@ -16,7 +16,7 @@ import pandas as pd
 import streamlit as st
 
 from app import tables as T
-from dicekit import runs
+from dicekit.view import runs
 
 # per-sample numbers: what the tables and histograms need, without the texts and token-ID lists
 SAMPLE_NUMBERS = ["prompt_id", "sample_id", "n_tokens", "n_chars", "finish_reason", "reward", "valid", "judge_quality"]

@@ -14,7 +14,7 @@ import streamlit as st
 import yaml
 
 from app import tables as T
-from dicekit import pairs as P
+from dicekit.core import pairs as P
 from app.loaders import Round
 
 ROLE_COLOURS = {"chosen": "background-color: rgba(0,160,60,0.25)", "rejected": "background-color: rgba(220,40,40,0.22)",

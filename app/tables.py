@@ -2,8 +2,8 @@
 an α, the α ranges that pick each pair, length differences per α, token-credit colouring.
 
 pandas/numpy only, no Streamlit, so the tests call them directly. Which pair an α chooses is
-decided by :func:`dicekit.pairs.select` (the function the pair builder uses), never recomputed
-here; ``reward_lr = reward - alpha * length`` (Eq. 5) likewise comes from :mod:`dicekit.pairs`.
+decided by :func:`dicekit.core.pairs.select` (the function the pair builder uses), never recomputed
+here; ``reward_lr = reward - alpha * length`` (Eq. 5) likewise comes from :mod:`dicekit.core.pairs`.
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ import math
 import numpy as np
 import pandas as pd
 
-from dicekit import pairs as P
-from dicekit.runs import sample_length
+from dicekit.core import pairs as P
+from dicekit.view.runs import sample_length
 
 SEARCH_COLUMNS = ("prompt", "chosen", "rejected")
 

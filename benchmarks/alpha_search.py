@@ -18,7 +18,7 @@ import time
 import numpy as np
 import pandas as pd
 
-from dicekit import pairs as P
+from dicekit.core import pairs as P
 
 
 def baseline_mean_diff(df: pd.DataFrame, alpha: float) -> float:

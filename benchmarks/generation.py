@@ -6,8 +6,8 @@ most ``--new-tokens`` (128) new tokens, temperature 0.7, top-p 0.9, 2 threads. L
 * ``hf-generate fp32``: plain ``model.generate(do_sample=True)``, fp32 — the baseline;
 * ``hf-generate bf16``: the same on a bf16 copy of the model (what bf16 alone gives ``generate``);
 * ``dicekit on generate fp32``: ``generate`` with dicekit's keyed draw as a logits processor
-  (the sampler before its own decode loop; ``dicekit.generate._generate_batch_hf``);
-* ``dicekit fp32`` / ``dicekit bf16``: dicekit's decode loop (``dicekit.generate._generate_batch``:
+  (the sampler before its own decode loop; ``dicekit.round.generate._generate_batch_hf``);
+* ``dicekit fp32`` / ``dicekit bf16``: dicekit's decode loop (``dicekit.round.generate._generate_batch``:
   rows leave the batch at their stop token), fp32 and with ``generate_dtype: bfloat16``.
 
 Tokens counted: each sequence's new tokens up to and including its stop token (what the samples
@@ -54,7 +54,7 @@ def load(real: bool):
     from dicekit.models import load_model, prompt_ids, stop_token_ids
 
     if real:
-        from dicekit.smollm2 import local_folder
+        from dicekit.recipes.smollm2 import local_folder
 
         model, tok = load_model(str(local_folder()))
         return model, int(tok.pad_token_id), stop_token_ids(model, tok), [prompt_ids(tok, p) for p in PROMPTS]
@@ -65,7 +65,7 @@ def load(real: bool):
 
 def run_line(name: str, models: dict, pad: int, stops, prompts, keys, new_tokens: int) -> tuple[float, list[list[int]]]:
     """(seconds, response token IDs per sequence) of one line."""
-    from dicekit.generate import _generate_batch, _generate_batch_hf
+    from dicekit.round.generate import _generate_batch, _generate_batch_hf
 
     kind, dtype = name.rsplit(" ", 1)
     model = models[dtype]
@@ -73,7 +73,7 @@ def run_line(name: str, models: dict, pad: int, stops, prompts, keys, new_tokens
     kw = dict(max_new_tokens=new_tokens, temperature=TEMPERATURE, top_p=TOP_P)
     t0 = time.perf_counter()
     if kind == "hf-generate":
-        from dicekit.generate import _left_pad
+        from dicekit.round.generate import _left_pad
 
         ids, mask, _ = _left_pad(seqs, pad)
         torch.manual_seed(0)
@@ -102,7 +102,7 @@ def main() -> None:
     ap.add_argument("--lines", nargs="+", default=LINES, choices=LINES, help="lines to run (the baseline always runs)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    from dicekit.sampling import sample_key
+    from dicekit.round.sampling import sample_key
 
     import importlib.util
 

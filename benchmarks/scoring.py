@@ -7,7 +7,7 @@ initialised — speed does not depend on the weights, and no download is needed)
 
 * official approach: each (prompt + response) alone, batch 1, full (length × vocab) logits and
   log-softmax, then gather the response tokens — through both models;
-* dicekit scorer: ``dicekit.score.score_sequences`` with its defaults for the device — each prompt's
+* dicekit scorer: ``dicekit.round.score.score_sequences`` with its defaults for the device — each prompt's
   KV cache shared by its K samples, batches of ``tokens_per_batch`` padded tokens, the LM head and
   log-softmax only at response positions, chunked — through both models (like for like);
 * dicekit scoring stage with ``policy_logp_from_sampler: true``: the sampler already read the policy's
@@ -98,7 +98,7 @@ def sampler_logp_seconds(lengths: list[int], vocab: int, batch: int) -> float:
     computed) takes the drawn token's log-softmax (gather − logsumexp over the vocabulary) of fp32
     logits for all its rows."""
     steps = sum(max(lengths[lo : lo + batch]) for lo in range(0, len(lengths), batch))
-    from dicekit.objectives import logits_logps
+    from dicekit.core.objectives import logits_logps
 
     logits, tok = torch.randn(batch, vocab), torch.randint(0, vocab, (batch,))
     t0 = time.perf_counter()
@@ -108,7 +108,7 @@ def sampler_logp_seconds(lengths: list[int], vocab: int, batch: int) -> float:
 
 
 def main() -> None:
-    from dicekit.score import batch_sizes, score_sequences
+    from dicekit.round.score import batch_sizes, score_sequences
 
     ap = argparse.ArgumentParser()
     ap.add_argument("--samples", type=int, default=64)

@@ -3,7 +3,8 @@
 Every command lives in a module with ``main(argv: list[str]) -> int`` that builds its own argparse
 parser and keeps heavy imports (torch, transformers, trl) inside functions, so ``dicekit --help``
 and ``dicekit <cmd> --help`` stay fast. A :class:`~dicekit.errors.UserError` raised anywhere below
-becomes one line on stderr and exit status 2.
+becomes one line on stderr and exit status 2; :class:`~dicekit.errors.JudgeCallsFailed` (some judge
+calls failed, the rest kept) one line and exit status 1.
 """
 
 from __future__ import annotations
@@ -11,16 +12,16 @@ from __future__ import annotations
 import importlib
 import sys
 
-from dicekit.errors import UserError
+from dicekit.errors import JudgeCallsFailed, UserError
 
 # command words -> (module with main(argv), one-line help)
 COMMANDS: dict[tuple[str, ...], tuple[str, str]] = {
     ("demo",): ("dicekit.commands.demo", "the embedded default: task world, tiny model, 2 DICE rounds, report"),
     ("run-round",): ("dicekit.commands.run_round", "run (or resume) the next DICE round of a run"),
-    ("eval", "alpaca"): ("dicekit.evals.alpaca_cli", "AlpacaEval 2: raw and length-controlled win rate"),
-    ("eval", "arena-hard"): ("dicekit.evals.arena_hard_cli", "Arena-Hard: Bradley-Terry score vs a baseline"),
+    ("eval", "alpaca"): ("dicekit.commands.eval_alpaca", "AlpacaEval 2: raw and length-controlled win rate"),
+    ("eval", "arena-hard"): ("dicekit.commands.eval_arena_hard", "Arena-Hard: Bradley-Terry score vs a baseline"),
     ("eval", "ifeval"): ("dicekit.commands.eval_ifeval", "IFEval: verifiable instruction following, strict/loose, prompt/instruction level"),
-    ("eval", "reward-accuracy"): ("dicekit.evals.reward_accuracy_cli", "implicit-reward accuracy against preference labels"),
+    ("eval", "reward-accuracy"): ("dicekit.commands.eval_reward_accuracy", "implicit-reward accuracy against preference labels"),
     ("train-rm",): ("dicekit.commands.train_rm", "train a scalar reward model on offline pairs (TRL RewardTrainer)"),
     ("compare-rankers",): ("dicekit.commands.compare_rankers", "implicit reward vs reward model vs LLM-as-judge (paper Table 5)"),
     ("credit",): ("dicekit.commands.credit", "per-token credit (log-ratio per token) of a round's samples"),
@@ -73,6 +74,9 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as err:
         print(f"dicekit {' '.join(words)}: error: {err}", file=sys.stderr)
         return 2
+    except JudgeCallsFailed as err:  # the rest is kept: the same command again retries only these
+        print(f"dicekit {' '.join(words)}: {err}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

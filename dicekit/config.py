@@ -85,9 +85,9 @@ class RoundConfig:
     gradient_checkpointing: bool = False
     logging_steps: int = 1
     report_to: tuple[str, ...] = ()
-    # round diagnostic (dicekit.diagnose): agreement of the implicit reward with a judge; off unless asked
+    # round diagnostic (dicekit.analysis.diagnose): agreement of the implicit reward with a judge; off unless asked
     diagnose: bool = False
-    diagnose_judge: str = "oracle"  # oracle | hf:PATH_OR_ID | OpenAI-compatible model name | judge.yaml
+    diagnose_judge: str = "oracle"  # oracle | hf:PATH_OR_ID | ifeval:PROMPTS.jsonl | OpenAI-compatible model | .yaml
     diagnose_judge_base_url: str | None = None
     diagnose_judge_api_key_env: str = "OPENAI_API_KEY"
     diagnose_max_pairs: int | None = 200  # comparisons per set (bounds judge cost)

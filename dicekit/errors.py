@@ -13,6 +13,12 @@ class UserError(Exception):
         super().__init__(" ".join(str(message).split()))
 
 
+class JudgeCallsFailed(Exception):
+    """Some judge calls failed after their retries; the judgements that succeeded are kept (cached or
+    written), so running the same evaluation again retries only the failed ones. The CLI prints the
+    message on one line and exits with status 1."""
+
+
 def where(path, line: int | None = None, field: str | None = None) -> str:
     """`file:line: field` prefix for error messages."""
     out = str(path)

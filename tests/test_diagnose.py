@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from dicekit.diagnose import agreement, diagnose_samples, summarise
+from dicekit.analysis.diagnose import agreement, diagnose_samples, summarise
 
 
 class QualityJudge:
@@ -88,7 +88,7 @@ def test_round_calls_a_judge_only_when_asked(round_values, tmp_path, monkeypatch
     `dicekit diagnose` makes at most 3 × max_pairs and writes the diagnostic."""
     from dicekit.cli import main
     from dicekit.config import RoundConfig, build
-    from dicekit.round import run_round
+    from dicekit.round.run import run_round
     from tests.evals.test_openai_judge import FakeJudgeServer
 
     monkeypatch.setenv("DICEKIT_CACHE", str(tmp_path / "cache"))
@@ -112,7 +112,8 @@ def test_round_calls_a_judge_only_when_asked(round_values, tmp_path, monkeypatch
 
 
 def test_dashboard_reader_marks_pairs_the_judge_disagrees_with(tmp_path):
-    from dicekit import rundir, runs
+    from dicekit import rundir
+    from dicekit.view import runs
 
     r = tmp_path / "run" / "round_1"
     r.mkdir(parents=True)

@@ -33,9 +33,9 @@ def gworld(tmp_path_factory):
 def batch(gworld):
     """(prompt_ids, response_ids) of 24 sampled responses of the policy (CPU, keyed sampler)."""
     from dicekit.data import load_prompts
-    from dicekit.generate import _generate_batch
+    from dicekit.round.generate import _generate_batch
     from dicekit.models import load_model, prompt_ids, stop_token_ids
-    from dicekit.sampling import sample_key
+    from dicekit.round.sampling import sample_key
 
     model, tok = load_model(gworld["policy"])
     prompts = load_prompts(gworld["prompts"])
@@ -48,7 +48,7 @@ def batch(gworld):
 
 def _scores(spec, dtype, device, p_ids, r_ids):
     from dicekit.models import load_model
-    from dicekit.score import score_sequences
+    from dicekit.round.score import score_sequences
 
     model, _ = load_model(spec, dtype=dtype, device=device)
     return score_sequences(model, p_ids, r_ids)
@@ -76,8 +76,8 @@ def test_vllm_sampler_logps_equal_the_hf_scorer_on_gpu(gworld, batch):
     kernels differ in summation order), at T = 0.7 / top-p 0.9 (so they are not temperature-scaled)."""
     from dicekit.data import load_prompts
     from dicekit.models import load_model, prompt_ids, stop_token_ids
-    from dicekit.score import score_sequences
-    from dicekit.vllm_backend import VLLMEngine, sample_prompts
+    from dicekit.round.score import score_sequences
+    from dicekit.round.vllm_backend import VLLMEngine, sample_prompts
 
     model, tok = load_model(gworld["policy"], device="cuda")
     stop = stop_token_ids(model, tok)
@@ -102,10 +102,10 @@ def test_tiny_round_end_to_end_on_gpu(gworld, tmp_path, backend, monkeypatch):
     """run_round on the GPU writes the whole run folder; sampling (HF) and scoring ran on the GPU."""
     import pandas as pd
 
-    import dicekit.generate
-    import dicekit.score
+    import dicekit.round.generate
+    import dicekit.round.score
     from dicekit.config import RoundConfig, build
-    from dicekit.round import run_round
+    from dicekit.round.run import run_round
 
     if backend == "vllm" and not HAS_VLLM:
         pytest.skip("vllm is not installed")
@@ -117,8 +117,8 @@ def test_tiny_round_end_to_end_on_gpu(gworld, tmp_path, backend, monkeypatch):
             return real(model, *a, **k)
         return wrapped
 
-    monkeypatch.setattr(dicekit.score, "score_sequences", spy(dicekit.score.score_sequences))
-    monkeypatch.setattr(dicekit.generate, "_generate_batch", spy(dicekit.generate._generate_batch))
+    monkeypatch.setattr(dicekit.round.score, "score_sequences", spy(dicekit.round.score.score_sequences))
+    monkeypatch.setattr(dicekit.round.generate, "_generate_batch", spy(dicekit.round.generate._generate_batch))
     values = dict(run_dir=str(tmp_path / "run"), policy=gworld["policy"], reference=gworld["reference"],
                   prompts=gworld["prompts"], offline_data=gworld["offline"], samples_per_prompt=4,
                   min_valid_samples=2, max_new_tokens=16, temperature=1.0, generate_batch_size=16,

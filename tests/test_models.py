@@ -43,7 +43,7 @@ def test_folder_without_tokenizer_is_a_user_error(tiny_world, tmp_path):
 
 def test_logp_equals_plain_forward(tiny_world):
     """dicekit's scorer vs a plain HF forward with full logits, on the same IDs (batched, padded)."""
-    from dicekit.score import score_sequences
+    from dicekit.round.score import score_sequences
 
     model, tok = load_model(tiny_world["policy"])
     prompts = [prompt_ids(tok, q) for q in ("red cat", "one two three four", "sun")]
@@ -59,7 +59,7 @@ def test_logp_equals_plain_forward(tiny_world):
 
 
 def test_samples_do_not_depend_on_batch_composition(tiny_world, tmp_path):
-    from dicekit.generate import generate_samples
+    from dicekit.round.generate import generate_samples
 
     model, tok = load_model(tiny_world["policy"])
     stops = stop_token_ids(model, tok)
@@ -82,8 +82,8 @@ def test_samples_do_not_depend_on_batch_composition(tiny_world, tmp_path):
 def test_hf_sampler_logp_equals_the_scorer(tiny_world, tmp_path):
     """logp_sampler (the log-probs the keyed draw read off the raw logits, left-padded batch with a KV
     cache) equals dicekit's scorer on the same IDs, for finished and truncated samples alike."""
-    from dicekit.generate import generate_samples
-    from dicekit.score import score_sequences
+    from dicekit.round.generate import generate_samples
+    from dicekit.round.score import score_sequences
 
     model, tok = load_model(tiny_world["policy"])
     stops = stop_token_ids(model, tok)
@@ -101,7 +101,7 @@ def test_hf_sampler_logp_equals_the_scorer(tiny_world, tmp_path):
 def test_identical_samples_are_scored_once(tiny_world):
     """Repeated (prompt, response) sequences get the same values as when scored apart, and the
     decoder sees each only once."""
-    from dicekit.score import score_sequences
+    from dicekit.round.score import score_sequences
 
     model, tok = load_model(tiny_world["policy"])
     p = prompt_ids(tok, "red cat")
@@ -125,8 +125,8 @@ def test_identical_samples_are_scored_once(tiny_world):
 def test_decode_loop_draws_what_hf_generate_draws(tiny_world, temperature, top_p):
     """dicekit's decode loop (rows leave the batch at their stop token) gives the same tokens, finish
     reasons and sampler log-probs as ``generate`` with the keyed draw as a logits processor."""
-    from dicekit.generate import _generate_batch, _generate_batch_hf
-    from dicekit.sampling import sample_key
+    from dicekit.round.generate import _generate_batch, _generate_batch_hf
+    from dicekit.round.sampling import sample_key
 
     model, tok = load_model(tiny_world["policy"])
     stops = stop_token_ids(model, tok)

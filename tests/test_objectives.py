@@ -5,7 +5,7 @@ import math
 import numpy as np
 import torch
 
-from dicekit.objectives import dpo_sigmoid_loss, implicit_reward, sequence_logps_from_logits, token_logps
+from dicekit.core.objectives import dpo_sigmoid_loss, implicit_reward, sequence_logps_from_logits, token_logps
 
 
 def test_sequence_logps_on_a_hand_made_logit_table():

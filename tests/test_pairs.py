@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from dicekit import pairs as P
+from dicekit.core import pairs as P
 
 
 def table():

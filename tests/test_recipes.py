@@ -202,7 +202,7 @@ def test_bad_flag_exits_2(capsys):
 
 def test_check_recipe_assumes_the_scorers_gpu_batch():
     """recipe_check keeps its own copy of the scorer's GPU batch size (it must not import torch)."""
-    from dicekit.recipe_check import GPU_TOKENS_PER_BATCH
-    from dicekit.score import GPU_TOKENS_PER_BATCH as scorer
+    from dicekit.analysis.recipe_check import GPU_TOKENS_PER_BATCH
+    from dicekit.round.score import GPU_TOKENS_PER_BATCH as scorer
 
     assert GPU_TOKENS_PER_BATCH == scorer

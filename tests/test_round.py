@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from dicekit.config import RoundConfig, build
-from dicekit.round import run_round
+from dicekit.round.run import run_round
 
 SAMPLE_COLS = ["prompt_id", "sample_id", "prompt", "response", "prompt_ids", "response_ids", "n_tokens", "n_chars",
                "finish_reason", "logp_policy", "logp_ref", "reward", "valid"]
@@ -109,16 +109,16 @@ def test_resume_after_sigkill_equals_uninterrupted(round_values, tmp_path):
 def test_policy_logp_from_the_hf_sampler_equals_scoring(round_values, tmp_path, monkeypatch):
     """With ``policy_logp_from_sampler`` the HF round skips the forward under π_{t-1}: logp_policy is
     the sampler's own log-probs, equal to the scorer's, and the round builds the same pairs."""
-    import dicekit.score
+    import dicekit.round.score
 
     scored_models = []
-    real = dicekit.score.score_sequences
+    real = dicekit.round.score.score_sequences
 
     def spy(model, *a, **k):
         scored_models.append(model.config._name_or_path)
         return real(model, *a, **k)
 
-    monkeypatch.setattr(dicekit.score, "score_sequences", spy)
+    monkeypatch.setattr(dicekit.round.score, "score_sequences", spy)
     base = {**round_values, "max_steps": 1, "replay_ratio": 0.0, "offline_data": None}
     scored = run_round(build(RoundConfig, {**base, "run_dir": str(tmp_path / "scored")}, "t"))
     assert round_values["policy"] in scored_models  # the spy sees the scoring stage
@@ -141,7 +141,7 @@ def test_bf16_sampling_keeps_fp32_scores(round_values, tmp_path):
     """``generate_dtype: bfloat16`` samples from a bf16 copy of π_{t-1}; logp_policy / logp_ref are
     still the fp32 scorer's on the sampled IDs, while the sampler's own bf16 log-probs differ."""
     from dicekit.models import load_model
-    from dicekit.score import score_sequences
+    from dicekit.round.score import score_sequences
 
     base = {**round_values, "max_steps": 1, "replay_ratio": 0.0, "offline_data": None}
     rdir = run_round(build(RoundConfig, {**base, "run_dir": str(tmp_path / "bf16"), "generate_dtype": "bfloat16"}, "t"))

@@ -3,7 +3,7 @@
 import numpy as np
 import torch
 
-from dicekit.sampling import choose_tokens, sample_key, uniforms
+from dicekit.round.sampling import choose_tokens, sample_key, uniforms
 
 
 def test_uniforms_are_per_key_and_per_step():

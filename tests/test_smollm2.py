@@ -15,15 +15,15 @@ pytestmark = [pytest.mark.slow, pytest.mark.skipif(importlib.util.find_spec("llm
 @pytest.fixture(scope="module")
 def smol():
     from dicekit.models import load_model
-    from dicekit.smollm2 import local_folder
+    from dicekit.recipes.smollm2 import local_folder
 
     return load_model(str(local_folder()))
 
 
 def test_gguf_loads_through_dicekit_and_answers(smol):
-    from dicekit.generate import complete
+    from dicekit.round.generate import complete
     from dicekit.models import load_model
-    from dicekit.smollm2 import gguf_path
+    from dicekit.recipes.smollm2 import gguf_path
 
     model, tok = load_model(str(gguf_path()))  # the .gguf path itself, dequantised
     assert sum(p.numel() for p in model.parameters()) > 100e6
@@ -33,9 +33,9 @@ def test_gguf_loads_through_dicekit_and_answers(smol):
 def test_sampled_response_logp_equals_plain_forward(smol, tmp_path):
     import pandas as pd
 
-    from dicekit.generate import generate_samples
+    from dicekit.round.generate import generate_samples
     from dicekit.models import prompt_ids, stop_token_ids
-    from dicekit.score import score_sequences
+    from dicekit.round.score import score_sequences
 
     model, tok = smol
     prompts = pd.DataFrame({"prompt_id": ["a"], "prompt": ["Name three fruits."]})

@@ -7,9 +7,9 @@ import pandas as pd
 import pytest
 
 from dicekit.models import load_model, prompt_ids
-from dicekit.objectives import implicit_reward
-from dicekit.score import score_sequences
-from dicekit.train import TrainConfig, dpo_args, train_dpo
+from dicekit.core.objectives import implicit_reward
+from dicekit.round.score import score_sequences
+from dicekit.round.train import TrainConfig, dpo_args, train_dpo
 
 
 def test_trl_logged_rewards_equal_dicekit_implicit_reward(tiny_world, tmp_path):
@@ -52,7 +52,7 @@ def test_fsdp_that_would_save_shards_is_refused_before_training():
     from types import SimpleNamespace
 
     from dicekit.errors import UserError
-    from dicekit.train import _check_fsdp_saves_full_state
+    from dicekit.round.train import _check_fsdp_saves_full_state
 
     def trainer(kind):
         plugin = None if kind is None else SimpleNamespace(state_dict_type=f"StateDictType.{kind}")

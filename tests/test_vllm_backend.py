@@ -1,4 +1,4 @@
-"""The vLLM backend (dicekit/vllm_backend.py).
+"""The vLLM backend (dicekit/round/vllm_backend.py).
 
 Fast tests (any environment): the seed mapping, stop-token handling, and the one-line error when
 vllm is missing. Slow tests (``pytest -m slow``, skipped unless ``import vllm`` works — e.g. in an
@@ -16,8 +16,8 @@ import numpy as np
 import pytest
 
 from dicekit.errors import UserError
-from dicekit.sampling import sample_key
-from dicekit.vllm_backend import _SEED_LIMIT, exact_ids, prompt_seed, seed_from_key
+from dicekit.round.sampling import sample_key
+from dicekit.round.vllm_backend import _SEED_LIMIT, exact_ids, prompt_seed, seed_from_key
 
 HAS_VLLM = importlib.util.find_spec("vllm") is not None
 
@@ -62,7 +62,7 @@ def test_exact_ids_keeps_or_restores_the_stop_token():
 def test_missing_vllm_is_a_user_error(monkeypatch):
     import sys
 
-    from dicekit.vllm_backend import VLLMEngine
+    from dicekit.round.vllm_backend import VLLMEngine
 
     monkeypatch.setitem(sys.modules, "vllm", None)  # import vllm -> ImportError
     with pytest.raises(UserError, match="backend 'vllm' needs the vllm package"):
@@ -70,7 +70,7 @@ def test_missing_vllm_is_a_user_error(monkeypatch):
 
 
 def test_gguf_is_refused():
-    from dicekit.vllm_backend import VLLMEngine
+    from dicekit.round.vllm_backend import VLLMEngine
 
     with pytest.raises(UserError, match="gguf"):
         VLLMEngine("/x/model.gguf")
@@ -92,7 +92,7 @@ def vworld(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def engine(vworld):
-    from dicekit.vllm_backend import VLLMEngine
+    from dicekit.round.vllm_backend import VLLMEngine
 
     eng = VLLMEngine(vworld["policy"], dtype="float32", gpu_memory_utilization=MEM, max_model_len=256,
                      enforce_eager=True, seed=0)
@@ -119,7 +119,7 @@ SAMPLING = dict(samples_per_prompt=4, max_new_tokens=12, temperature=0.7, top_p=
 def test_samples_follow_the_contract(engine, hf):
     """K samples per prompt in sample order; a "stop" response ends with exactly one stop token (its
     last); a "length" response is max_new_tokens long with no stop token; IDs are plain ints."""
-    from dicekit.vllm_backend import sample_prompts
+    from dicekit.round.vllm_backend import sample_prompts
 
     _, _, stop, pids, ids = hf
     flat = sample_prompts(engine, ids, pids, seed=42, round_=1, stop_ids=stop, **SAMPLING)
@@ -142,7 +142,7 @@ def test_samples_follow_the_contract(engine, hf):
 def test_seeds_reproduce_and_do_not_depend_on_the_batch(engine, hf):
     """Same (seed, round, prompt_id) → same samples, whatever other prompts share the call; sample k
     is the n = 1 request seeded prompt_seed + k; another round draws other samples."""
-    from dicekit.vllm_backend import prompt_seed
+    from dicekit.round.vllm_backend import prompt_seed
 
     _, _, stop, pids, ids = hf
     kw = dict(stop_ids=stop, **SAMPLING)
@@ -164,8 +164,8 @@ def test_engine_logps_match_the_hf_scorer_in_float32(engine, hf):
     """logp_sampler (vLLM's raw log-probs of the sampled IDs, summed, stop token included) and
     vLLM's prompt log-probs on the same IDs both equal dicekit's scorer (fp32 forward) — at T = 0.7
     and top-p 0.9, so a temperature-scaled or truncated log-prob would fail by far more than 1e-3."""
-    from dicekit.score import score_sequences
-    from dicekit.vllm_backend import sample_prompts
+    from dicekit.round.score import score_sequences
+    from dicekit.round.vllm_backend import sample_prompts
 
     model, _, stop, pids, ids = hf
     flat = sample_prompts(engine, ids, pids, seed=7, round_=1, stop_ids=stop, **SAMPLING)
@@ -230,7 +230,7 @@ def test_round_with_vllm_has_the_hf_run_folder_schema(vworld, tmp_path):
     import pandas as pd
 
     from dicekit.config import build, RoundConfig
-    from dicekit.round import run_round
+    from dicekit.round.run import run_round
 
     base = dict(policy=vworld["policy"], reference=vworld["reference"], prompts=vworld["prompts"],
                 offline_data=vworld["offline"], samples_per_prompt=4, min_valid_samples=2, max_new_tokens=16,

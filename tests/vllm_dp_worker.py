@@ -17,7 +17,7 @@ SAMPLING = dict(seed=42, round_=1, samples_per_prompt=4, max_new_tokens=12, temp
 def sample_share(policy: str, prompts_file: str, rank: int, world: int, mem: float) -> dict:
     from dicekit.data import load_prompts
     from dicekit.models import load_model, prompt_ids, stop_token_ids
-    from dicekit.vllm_backend import VLLMEngine, sample_prompts
+    from dicekit.round.vllm_backend import VLLMEngine, sample_prompts
 
     model, tok = load_model(policy)
     stop = stop_token_ids(model, tok)

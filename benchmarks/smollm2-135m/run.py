@@ -3,7 +3,7 @@
 π_{-1} = SmolLM2-135M-Instruct (the GGUF shipped in the PyPI package, converted once to a cached
 safetensors folder). Prompts come from the task world (dicekit.world), so the oracle can judge:
 offline pairs are π_{-1} samples ranked by the simulated annotators, π_0 = DPO of π_{-1} on them
-(dicekit.train, the round's training stage), then DICE rounds with run_round, then every model is
+(dicekit.round.train, the round's training stage), then DICE rounds with run_round, then every model is
 evaluated on held-out world prompts (oracle win rate against the world's fixed reference answers,
 mean length, mean true quality, implicit-reward accuracy on held-out pairs).
 
@@ -38,8 +38,8 @@ def main() -> None:
 
     from dicekit import rundir
     from dicekit.config import RoundConfig, build
-    from dicekit.round import run_round
-    from dicekit.smollm2 import local_folder
+    from dicekit.round.run import run_round
+    from dicekit.recipes.smollm2 import local_folder
     from dicekit.world import demo_eval, recipe
 
     ap = argparse.ArgumentParser()

@@ -70,11 +70,10 @@ def main(argv: list[str] | None = None) -> int:
 
     from dicekit import rundir
     from dicekit.config import RoundConfig, build
-    from dicekit.evals.ifeval_judge import InstructionChecker
     from dicekit.recipes import ifeval_dice as R
     from dicekit.recipes.ifeval_prompts import make_prompts
-    from dicekit.round import run_round
-    from dicekit.train import TrainConfig
+    from dicekit.round.run import run_round
+    from dicekit.round.train import TrainConfig
 
     if not torch.cuda.is_available():
         torch.set_num_threads(2)
@@ -84,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
     timings_path = out / "timings.json"
     timings = json.loads(timings_path.read_text()) if timings_path.is_file() else {}
     if args.model == "smollm2-135m":
-        from dicekit.smollm2 import local_folder
+        from dicekit.recipes.smollm2 import local_folder
 
         pi_m1 = str(local_folder())
     else:
@@ -130,8 +129,7 @@ def main(argv: list[str] | None = None) -> int:
         timed(f"eval_{name}", (ifeval_dir(name) / "metrics.json").is_file(), lambda: evaluate(name, model))
 
     def offline():
-        checker = InstructionChecker.from_file(offline_prompts)
-        ann = R.CheckerAnnotators(**ANNOTATORS, seed=args.seed, checker=checker)
+        ann = R.CheckerAnnotators(**ANNOTATORS, seed=args.seed, prompts_file=str(offline_prompts))
         rows = [json.loads(x) for x in offline_prompts.read_text().splitlines()]
         info = R.build_offline_pairs(pi_m1, rows, out / "offline", ann, seed=args.seed, samples_per_prompt=K_OFF,
                                      batch_size=64, generate_dtype="bfloat16", **SAMPLE)

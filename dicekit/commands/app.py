@@ -14,7 +14,7 @@ import socket
 import sys
 from pathlib import Path
 
-from dicekit.cliutil import parser
+from dicekit.commands.cliutil import parser
 from dicekit.errors import UserError
 
 HOST = "127.0.0.1"
@@ -36,7 +36,7 @@ def streamlit_command(run_dirs: list[Path], port: int) -> list[str]:
 
 
 def _default_runs() -> list[Path]:
-    from dicekit.runs import rounds
+    from dicekit.view.runs import rounds
 
     root = Path("runs")
     found = sorted(p for p in root.iterdir() if p.is_dir() and rounds(p)) if root.is_dir() else []
@@ -51,7 +51,7 @@ def main(argv: list[str]) -> int:
                    help="run folders to show (default: every run folder under ./runs/)")
     p.add_argument("--port", type=int, default=None, help="port to serve on (default: a free one)")
     args = p.parse_args(argv)
-    from dicekit.runs import check_run_dir
+    from dicekit.view.runs import check_run_dir
 
     run_dirs = [check_run_dir(d).resolve() for d in args.run_dirs] or [d.resolve() for d in _default_runs()]
     if args.port is not None and not 1 <= args.port <= 65535:

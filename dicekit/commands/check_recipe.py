@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from dicekit.cliutil import parser
+from dicekit.commands.cliutil import parser
 
 
 def main(argv: list[str]) -> int:
-    from dicekit.recipe_check import GPUS, Assumptions
+    from dicekit.analysis.recipe_check import GPUS, Assumptions
 
     d = Assumptions()
     p = parser("check-recipe", "Validate a DICE recipe offline (config keys, model ids, accelerate config) and "
@@ -35,7 +35,7 @@ def main(argv: list[str]) -> int:
         p.error("--mfu must be in (0, 1]")
     if args.gen_tokens_per_s <= 0 or (args.gpu_mem_gib is not None and args.gpu_mem_gib <= 0):
         p.error("--gen-tokens-per-s and --gpu-mem-gib must be > 0")
-    from dicekit.recipe_check import check_recipe, format_report
+    from dicekit.analysis.recipe_check import check_recipe, format_report
 
     a = Assumptions(gpus=args.gpus, gpu=args.gpu, gpu_mem_gib=args.gpu_mem_gib, mfu=args.mfu,
                     gen_tokens_per_s=args.gen_tokens_per_s, mean_prompt_tokens=args.mean_prompt_tokens,

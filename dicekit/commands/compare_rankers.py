@@ -1,6 +1,6 @@
 """`dicekit compare-rankers`: implicit reward vs scalar reward model vs LLM-as-judge (paper Table 5).
 
-On the same labelled pairs, how often each ranker puts the chosen response first (dicekit.rankers).
+On the same labelled pairs, how often each ranker puts the chosen response first (dicekit.analysis.rankers).
 Pairs come from ``--data`` (any pairs file the round stage reads), or from a round's samples
 (``--samples RUN_DIR --round T --oracle world``: pairs of the policy's own samples labelled by the
 task world's oracle; ``--policy``/``--reference`` then default to the round's reward models).
@@ -15,7 +15,7 @@ import json
 
 import numpy as np
 
-from dicekit.cliutil import parser
+from dicekit.commands.cliutil import parser
 from dicekit.errors import UserError
 
 
@@ -45,19 +45,10 @@ def build_parser():
     return p
 
 
-def _world_quality():
-    try:
-        from dicekit.world.oracle import quality
-    except ModuleNotFoundError as e:
-        if e.name not in ("dicekit.world", "dicekit.world.oracle"):
-            raise
-        raise UserError("--oracle world: the task world (dicekit.world) is not installed") from None
-    return quality
-
-
 def _pairs_from_samples(args):
-    from dicekit import runs
-    from dicekit.rankers import oracle_pairs_from_samples
+    from dicekit.analysis.rankers import oracle_pairs_from_samples
+    from dicekit.view import runs
+    from dicekit.world.oracle import quality
 
     if args.round is None:
         raise UserError("--samples needs --round T")
@@ -68,7 +59,7 @@ def _pairs_from_samples(args):
     if samples is None:
         raise UserError(f"{args.samples}: round {args.round} has no samples.parquet")
     cfg = runs.load_config(args.samples, args.round) or {}
-    pairs = oracle_pairs_from_samples(samples, _world_quality(), args.pairs_per_prompt, args.seed)
+    pairs = oracle_pairs_from_samples(samples, quality, args.pairs_per_prompt, args.seed)
     if len(pairs) == 0:
         raise UserError(f"{args.samples}: round {args.round} has no two samples of one prompt with different quality")
     return pairs.head(args.limit) if args.limit else pairs, cfg
@@ -77,14 +68,21 @@ def _pairs_from_samples(args):
 def main(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
     from dicekit import rundir
-    from dicekit.evals.reward_accuracy_cli import attach_truth, load, pick_alpha
-    from dicekit.rankers import compare, format_table
+    from dicekit.analysis.rankers import compare
+    from dicekit.evals.reward_accuracy import attach_truth, load_labelled_pairs, pick_alpha
+    from dicekit.view.report import rankers_table
 
     cfg = {}
     if args.samples:
         pairs, cfg = _pairs_from_samples(args)
     else:
-        pairs = attach_truth(load(args.data, args.split, args.limit), args.oracle)
+        pairs = load_labelled_pairs(args.data, args.split, args.limit)
+        if args.oracle == "world":
+            from dicekit.world.evaluate import oracle_truth
+
+            pairs = attach_truth(pairs, oracle_truth(pairs))
+        else:
+            pairs = attach_truth(pairs)
     policy = args.policy or cfg.get("policy")
     reference = args.reference or cfg.get("reference")
     if not policy or not reference:
@@ -103,6 +101,6 @@ def main(argv: list[str]) -> int:
     if args.out:
         rundir.write_json(args.out, result)
     if args.markdown:
-        rundir.write_text(args.markdown, format_table(result) + "\n")
-    print(json.dumps(result) if args.json else format_table(result))
+        rundir.write_text(args.markdown, rankers_table(result) + "\n")
+    print(json.dumps(result) if args.json else rankers_table(result))
     return 0

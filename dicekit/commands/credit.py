@@ -8,7 +8,7 @@ pair has the largest reward margin.
 
 from __future__ import annotations
 
-from dicekit.cliutil import parser
+from dicekit.commands.cliutil import parser
 
 
 def build_parser():
@@ -26,7 +26,7 @@ def build_parser():
 
 def main(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
-    from dicekit.credit import write_token_credit
+    from dicekit.analysis.credit import write_token_credit
     from dicekit.errors import UserError
 
     if args.top is not None and args.top < 1:

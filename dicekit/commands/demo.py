@@ -14,7 +14,7 @@ The embedded default, end to end, offline, on CPU:
    true quality, and the implicit reward's accuracy on held-out pairs against the annotators and
    against the oracle;
 5. compute the table from the files step 4 wrote, save it as ``DIR/demo_summary.json``, print it
-   and write the report (``dicekit.report.write_report``) into ``DIR/report/``.
+   and write the report (``dicekit.view.report.write_report``) into ``DIR/report/``.
 
 Everything is seeded by ``--seed``; re-running the same command reuses every finished stage.
 ``--scale ci`` is a reduced size (few prompts, K = 4, a briefly trained π_{-1}) for tests: the
@@ -26,7 +26,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from dicekit.cliutil import parser
+from dicekit.commands.cliutil import parser
 
 # The round settings of the demo (a DICE round on the world's tiny models). Paper values where they
 # transfer (β 0.1, best-vs-worst, α* search on characters, γ = 0.5, batch 32); the rest is set for a
@@ -84,7 +84,7 @@ def run_demo(out: Path, seed: int = 0, rounds: int = 2, scale: str = "full", abl
              quiet: bool = False) -> Path:
     from dicekit import rundir
     from dicekit.progress import say
-    from dicekit.round import run_round
+    from dicekit.round.run import run_round
     from dicekit.world import control, demo_eval, recipe
 
     import torch
@@ -136,7 +136,7 @@ def run_demo(out: Path, seed: int = 0, rounds: int = 2, scale: str = "full", abl
 
 def write_demo_report(run_dir: Path) -> Path:
     """The report of the demo's run folder (the full report reads demo_summary.json itself)."""
-    from dicekit.report import write_report
+    from dicekit.view.report import write_report
 
     return write_report(run_dir)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from dicekit.cliutil import parser
+from dicekit.commands.cliutil import parser
 from dicekit.errors import UserError
 
 
@@ -13,7 +13,7 @@ def main(argv: list[str]) -> int:
                            "its metrics.json and diagnostic_pairs.parquet).")
     p.add_argument("run_dir")
     p.add_argument("--round", type=int, required=True)
-    p.add_argument("--judge", default="oracle", help="oracle | hf:PATH_OR_ID | OpenAI-compatible model | judge.yaml")
+    p.add_argument("--judge", default="oracle", help="oracle | hf:PATH_OR_ID | ifeval:PROMPTS.jsonl | OpenAI-compatible model | judge.yaml")
     p.add_argument("--judge-base-url", default=None)
     p.add_argument("--judge-api-key-env", default="OPENAI_API_KEY")
     p.add_argument("--max-pairs", type=int, default=200, help="comparisons per set (bounds the judge's cost)")
@@ -25,7 +25,7 @@ def main(argv: list[str]) -> int:
     import yaml
 
     from dicekit import rundir
-    from dicekit.diagnose import diagnose_round
+    from dicekit.analysis.diagnose import diagnose_round
 
     rdir = rundir.round_dir(args.run_dir, args.round)
     samples_path = rdir / "samples.parquet"

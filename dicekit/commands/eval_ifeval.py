@@ -20,7 +20,7 @@ import json
 import shutil
 from pathlib import Path
 
-from dicekit.cliutil import parser
+from dicekit.commands.cliutil import parser
 
 
 def build_parser():
@@ -40,6 +40,8 @@ def build_parser():
     g.add_argument("--seed", type=int, default=0)
     g.add_argument("--dtype", default="float32")
     g.add_argument("--batch-size", type=int, default=8)
+    g.add_argument("--backend", choices=("hf", "vllm"), default="hf", help="generation backend (vllm: GPU, optional extra)")
+    g.add_argument("--tensor-parallel-size", type=int, default=1, help="GPUs per vLLM engine")
     return p
 
 
@@ -64,7 +66,8 @@ def _generate(args, prompts, out: Path | None) -> tuple[dict[str, str], dict]:
 
     settings = {"model": args.model, "max_new_tokens": args.max_new_tokens or ifeval.DEFAULT_MAX_NEW_TOKENS,
                 "temperature": args.temperature, "top_p": args.top_p, "seed": args.seed, "dtype": args.dtype,
-                "batch_size": args.batch_size, "chat_template": True}
+                "batch_size": args.batch_size, "backend": args.backend,
+                "tensor_parallel_size": args.tensor_parallel_size, "chat_template": True}
     if out is not None and (out / "generation.json").is_file() and (out / "responses.jsonl").is_file():
         if json.loads((out / "generation.json").read_text()) == settings:
             try:
@@ -72,7 +75,8 @@ def _generate(args, prompts, out: Path | None) -> tuple[dict[str, str], dict]:
             except UserError:  # an incomplete earlier file: generate again
                 pass
     work = out / ".work" / "ifeval_generation" if out is not None else None
-    kw = {k: settings[k] for k in ("max_new_tokens", "temperature", "top_p", "seed", "batch_size", "dtype")}
+    kw = {k: settings[k] for k in ("max_new_tokens", "temperature", "top_p", "seed", "batch_size", "dtype", "backend",
+                                   "tensor_parallel_size")}
     responses = ifeval.generate_responses(args.model, prompts, chunk_dir=work, quiet=args.json, **kw)
     return responses, settings
 
@@ -132,6 +136,9 @@ def format_summary(s: dict, out: Path | None = None) -> str:
                  f"{s['n_empty_responses']} empty")
     lines.append("by category (instruction-level strict / loose): " + ", ".join(
         f"{c['name']} {100 * c['strict_acc']:.1f}/{100 * c['loose_acc']:.1f} (n={c['n']})" for c in s["by_category"]))
+    lines.append("by instruction type (strict / loose, n):")
+    lines += [f"  {c['name']:<46} {100 * c['strict_acc']:5.1f} / {100 * c['loose_acc']:5.1f}  {c['n']:>4}"
+              for c in s["by_instruction"]]
     if out is not None:
         lines.append(f"written to {out}/")
     return "\n".join(lines)

@@ -1,7 +1,7 @@
 """`dicekit plot length-diff RUN_DIR --round T --alphas 0,ALPHA*,2*ALPHA*`: the paper's Figure 2.
 
 For each α, the best-vs-worst pairs that α would select are recomputed from the round's
-``samples.parquet`` (through dicekit.pairs, the round's own selection) and the histogram of
+``samples.parquet`` (through dicekit.core.pairs, the round's own selection) and the histogram of
 length(chosen) − length(rejected) is drawn with its mean marked, next to the offline pairs'
 distribution; plus the α-sweep curve from ``alpha_sweep.csv`` with α* marked. ``ALPHA*`` stands for
 the round's α*; ``k*ALPHA*`` for a multiple. PNGs go to ``--out`` (default ``RUN_DIR/report/``).
@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 
-from dicekit.cliutil import parser
+from dicekit.commands.cliutil import parser
 
 
 def build_parser():
@@ -26,7 +26,7 @@ def build_parser():
 
 def main(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
-    from dicekit.plots import plot_length_diff
+    from dicekit.view.plots import plot_length_diff
 
     result = plot_length_diff(args.run_dir, args.round, args.alphas, args.out)
     if args.json:

@@ -1,4 +1,4 @@
-"""`dicekit report RUN_DIR [--out DIR]`: markdown report + PNG figures of a run (dicekit.report).
+"""`dicekit report RUN_DIR [--out DIR]`: markdown report + PNG figures of a run (dicekit.view.report).
 
 Pure reader: needs no torch. Reads the run folder's round files, ``round_<t>/evals/*.json``,
 ``analysis/reward_accuracy*.json``, ``analysis/rankers.json`` and ``demo_summary.json`` when present.
@@ -6,7 +6,7 @@ Pure reader: needs no torch. Reads the run folder's round files, ``round_<t>/eva
 
 from __future__ import annotations
 
-from dicekit.cliutil import parser
+from dicekit.commands.cliutil import parser
 
 
 def build_parser():
@@ -18,7 +18,7 @@ def build_parser():
 
 def main(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
-    from dicekit.report import write_report
+    from dicekit.view.report import write_report
 
     path = write_report(args.run_dir, args.out)
     print(f"wrote {path}")

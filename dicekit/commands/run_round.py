@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dicekit.cliutil import parser
+from dicekit.commands.cliutil import parser
 
 
 def main(argv: list[str]) -> int:
@@ -22,7 +22,7 @@ def main(argv: list[str]) -> int:
         if len(done) >= cfg.num_rounds:
             print(f"all {cfg.num_rounds} rounds of {cfg.run_dir} are finished; nothing to do")
             return 0
-    from dicekit.round import run_round
+    from dicekit.round.run import run_round
 
     out = run_round(cfg, args.round)
     print(out)

@@ -8,7 +8,7 @@ DPO policy saw, initialised from a causal LM folder (typically the SFT model π_
 
 from __future__ import annotations
 
-from dicekit.cliutil import parser
+from dicekit.commands.cliutil import parser
 
 
 def build_parser():
@@ -34,7 +34,7 @@ def main(argv: list[str]) -> int:
     from dicekit.data import load_pairs
     from dicekit.errors import UserError
     from dicekit.progress import say
-    from dicekit.rm import RMConfig, train_rm
+    from dicekit.analysis.rm import RMConfig, train_rm
 
     for flag, value in (("--learning-rate", args.learning_rate), ("--epochs", args.epochs),
                         ("--batch-size", args.batch_size), ("--grad-accum", args.grad_accum)):

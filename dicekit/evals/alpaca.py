@@ -1,4 +1,5 @@
-"""AlpacaEval 2: its data, the annotation loop, the metrics from annotations, and its file formats.
+"""AlpacaEval 2: its data, the annotation loop, the metrics from annotations, its file formats, and
+:func:`evaluate_alpaca` (generate -> judge -> metrics, what `dicekit eval alpaca` runs).
 
 Files follow alpaca_eval's formats so its tools read ours and ours read theirs:
 - outputs (``model_outputs.json``; the eval set / reference outputs have the same shape): a JSON list
@@ -32,10 +33,13 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from dicekit.errors import UserError, where
+from dicekit import rundir
+from dicekit.errors import JudgeCallsFailed, UserError, where
 from dicekit.evals import lc_glm
-from dicekit.evals.judges import Comparison, Judgement, preference_from_raw_completion, top_logprobs_of
+from dicekit.evals.generation import GenerationSettings, generate_answers, model_name
+from dicekit.evals.judges import Comparison, Judgement, PairwiseJudge, preference_from_raw_completion, top_logprobs_of
 from dicekit.evals.metrics import alpaca_metrics
+from dicekit.progress import say
 
 HUB_REPO = "tatsu-lab/alpaca_eval"
 HUB_FILES = {"reference": "alpaca_eval_gpt4_baseline.json", "difficulty": "instruction_difficulty.csv",
@@ -378,3 +382,117 @@ def write_leaderboard(path: Path, name: str, metrics: dict, mode: str = "communi
 
 def stats_dict(stats: AnnotateStats) -> dict:
     return {f"judge_{k}": v for k, v in asdict(stats).items() if k != "first_error"}
+
+
+# --- evaluating (what `dicekit eval alpaca` runs) -------------------------------------------------
+
+@dataclass(frozen=True)
+class LCInputs:
+    """Inputs of the length-controlled win rate; without a difficulty there is no LC."""
+    difficulty: str | None = None  # instruction difficulty CSV, or "hub"
+    gamed: str | None = None  # gamed-baseline rows CSV (upstream df_gamed.csv), or "hub": the official fit
+    glm_weights: str | None = None  # published per-model GLM coefficients instead of fitting
+    legacy_row_order: bool = False  # join difficulty by row position, as upstream
+
+
+def generate_outputs(model: str, reference: list[dict], settings: GenerationSettings = GenerationSettings(), *,
+                     name: str | None = None, out: Path | None = None, quiet: bool = False) -> list[dict]:
+    """The model's outputs on the eval set (``out/model_outputs.json``, reused when complete)."""
+    name = name or model_name(model)
+    path = out / "model_outputs.json" if out else None
+    if path is not None and path.is_file():  # a finished generation stage is reused
+        rows = load_outputs(path, "outputs")
+        have = {r["instruction"] for r in rows}
+        if rows[0]["generator"] == name and all(r["instruction"] in have for r in reference):
+            say(f"reusing {path}")
+            return rows
+    texts = generate_answers(model, [r["instruction"] for r in reference], settings, quiet=quiet)
+    rows = [{"instruction": r["instruction"], "output": t, "generator": name, "dataset": r.get("dataset")}
+            for r, t in zip(reference, texts)]
+    if path is not None:
+        rundir.write_json(path, rows)
+    return rows
+
+
+def judge_rows(rows: list[dict], judge: PairwiseJudge, cache_dir: str | Path | None = None) -> tuple[list[dict], dict]:
+    """(annotation records, judge statistics) for rows paired with the reference. Judgements are
+    cached under ``cache_dir`` (default ~/.cache/dicekit/judge_annotations) for judges with an identity;
+    raises :class:`JudgeCallsFailed` when some calls failed (the rest stay cached)."""
+    from dicekit.evals.cache import AnnotationCache, default_cache_dir
+
+    cache = None
+    if hasattr(judge, "identity"):
+        cache = AnnotationCache(cache_dir or default_cache_dir(), judge.identity())
+    items = [Comparison(r["instruction"], r["output_1"], r["output_2"]) for r in rows]
+    judgements, stats = annotate(items, judge, cache)
+    say(f"judge {judge.name}: {stats.n_items} items, {stats.n_cached} cached, {stats.n_identical} identical, "
+        f"{stats.n_called} called ({stats.n_failed} failed), ${stats.price_usd:.4f}, {stats.wall_time_s:.1f} s")
+    if stats.n_failed:
+        raise JudgeCallsFailed(f"{stats.n_failed} of {stats.n_called} judge calls failed (first: {stats.first_error}); "
+                               "rerun the same command to retry them — the rest are cached")
+    return annotation_records(rows, judgements, judge.name), stats_dict(stats)
+
+
+def lc_inputs(rows: list[dict], lc: LCInputs, reference: list[dict] | None, reference_outputs: str | None):
+    """(per-row difficulty, gamed rows, GLM weights) for :func:`compute_metrics`; all None without LC."""
+    gamed, difficulty = None, None
+    if lc.gamed:
+        gamed, difficulty = load_gamed(lc.gamed)
+    if lc.difficulty:
+        difficulty = load_difficulty(lc.difficulty)
+    if difficulty is None:
+        if lc.glm_weights:
+            raise UserError("--glm-weights needs --difficulty (or --gamed) for the instruction difficulties")
+        return None, None, None
+    if reference is None and difficulty.by_instruction is None and not lc.legacy_row_order:
+        reference = load_outputs(reference_outputs, "reference outputs")
+    per_row = difficulty_for_rows(rows, difficulty, reference, lc.legacy_row_order)
+    weights = load_glm_weights(lc.glm_weights) if lc.glm_weights else None
+    return per_row, gamed, weights
+
+
+def evaluate_alpaca(*, model: str | None = None, outputs: str | None = None, annotations: str | None = None,
+                    make_judge: Callable[[], PairwiseJudge] | None = None, reference_outputs: str | None = None,
+                    name: str | None = None, out: str | Path | None = None, max_instances: int | None = None,
+                    generation: GenerationSettings = GenerationSettings(), cache_dir: str | Path | None = None,
+                    lc: LCInputs = LCInputs(), reparse_completions: bool = False, quiet: bool = False) -> dict:
+    """AlpacaEval 2 of one model from exactly one source: ``model`` (generate, judge, metrics),
+    ``outputs`` (a model_outputs.json: judge, metrics) or ``annotations`` (metrics only).
+
+    ``make_judge`` builds the judge when judging starts (after generation, so a local judge model and
+    the model under test are not in memory together). ``reference_outputs``: the eval set with the
+    baseline's outputs (default: the hub file). Returns ``{"model": name, **metrics}`` and, with
+    ``out``, writes model_outputs.json, annotations.json, leaderboard.csv and metrics.json there."""
+    if sum(x is not None for x in (model, outputs, annotations)) != 1:
+        raise ValueError("evaluate_alpaca: give exactly one of model, outputs, annotations")
+    out = Path(out) if out is not None else None
+    extra: dict = {}
+    reference = None
+    if annotations is not None:
+        rows = load_annotations(annotations)
+        if reparse_completions:
+            rows, extra["n_reparsed"], extra["n_reparse_mismatch"] = reparse(rows, annotations)
+    else:
+        if make_judge is None:
+            raise ValueError("evaluate_alpaca: judging needs make_judge")
+        reference = load_outputs(reference_outputs, "reference outputs")
+        if max_instances:
+            reference = reference[:max_instances]
+        if model is not None:
+            answers = generate_outputs(model, reference, generation, name=name, out=out, quiet=quiet)
+        else:
+            answers = load_outputs(outputs, "outputs", name)
+        pairs = pair_with_reference(reference, answers)
+        if len(pairs) < max(len(reference), len(answers)):
+            say(f"note: {len(pairs)} instructions judged; {len(reference) - len(pairs)} reference instructions have "
+                f"no model output, {len(answers) - len(pairs)} model outputs match no reference instruction")
+        rows, extra = judge_rows(pairs, make_judge(), cache_dir)
+        if out is not None:
+            rundir.write_json(out / "annotations.json", rows)
+    difficulty, gamed, weights = lc_inputs(rows, lc, reference, reference_outputs)
+    metrics = {**compute_metrics(rows, difficulty, gamed, weights), **extra}
+    name = str(rows[0]["generator_2"])
+    if out is not None:
+        write_leaderboard(out / "leaderboard.csv", name, metrics)
+        rundir.write_json(out / "metrics.json", {"model": name, **metrics})
+    return {"model": name, **metrics}

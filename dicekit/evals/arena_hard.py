@@ -1,4 +1,5 @@
-"""Arena-Hard (v0.1): its data layout, the two-game judge protocol, verdicts → battles → BT scores.
+"""Arena-Hard (v0.1): its data layout, the two-game judge protocol, verdicts → battles → BT scores,
+and :func:`evaluate_arena_hard` (generate -> judge -> score, what `dicekit eval arena-hard` runs).
 
 Everything protocol-specific — questions, the baseline's answers (gpt-4-0314), the judge's system
 prompt, prompt template, verdict regex and settings — is read from an arena-hard-auto checkout or
@@ -19,17 +20,26 @@ model against the baseline from each judgment row's own ``model`` field.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import re
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from dicekit import rundir
 from dicekit.data import read_jsonl_rows
-from dicekit.errors import UserError, where
+from dicekit.errors import JudgeCallsFailed, UserError, where
 from dicekit.evals.bradley_terry import Battles, bt_scores, style_features
+from dicekit.evals.generation import GenerationSettings, generate_answers, model_name
+from dicekit.progress import say
 
 BENCH = "arena-hard-v0.1"
+DEFAULT_BASELINE = "gpt-4-0314"
 STRONG_WEIGHT = 3
 # label -> (winner's position, number of battles)
 LABELS = {"A>>B": ("A", STRONG_WEIGHT), "A>B": ("A", 1), "A=B": ("tie", 1), "B>A": ("B", 1), "B>>A": ("B", STRONG_WEIGHT)}
@@ -279,3 +289,154 @@ def judge_game(client, cfg: dict, question: str, answer_a: str, answer_b: str) -
         messages = messages + [{"role": "assistant", "content": reply},
                                {"role": "user", "content": follow_up}]
     return {"user_prompt": messages[1]["content"], "judgment": judgment, "score": score}
+
+
+# --- evaluating (what `dicekit eval arena-hard` runs) ----------------------------------------------
+
+def judgment_files(specs: list[str | Path]) -> list[Path]:
+    """Judgment .jsonl files: each spec a file, or a folder of them."""
+    paths = []
+    for spec in specs:
+        p = Path(spec)
+        paths += sorted(p.glob("*.jsonl")) if p.is_dir() else [p]
+    return paths
+
+
+def answers_for_style(arena: ArenaDir | None, table: BattleTable, answers: dict) -> dict:
+    """Every player's answers: those of this run plus the arena folder's model_answer/ files."""
+    if arena is None:
+        raise UserError("--style-control needs --arena-hard-dir (the models' answers carry the style features)")
+    answers = dict(answers)
+    for name in table.players:
+        if name in answers:
+            continue
+        path = arena.data / "model_answer" / f"{name}.jsonl"
+        if path.is_file():
+            answers[name] = load_answers(path)[1]
+    return answers
+
+
+def write_answers(path: Path, name: str, questions: list[dict], texts: list[str]) -> None:
+    """Answers in arena-hard-auto's model_answer format."""
+    rundir.write_jsonl(path, [
+        {"question_id": q["question_id"], "answer_id": hashlib.sha256(f"{name}|{q['question_id']}".encode()).hexdigest()[:22],
+         "model_id": name, "choices": [{"index": 0, "turns": [{"content": text}]}], "tstamp": time.time()}
+        for q, text in zip(questions, texts)])
+
+
+def generate_model_answers(model: str, questions: list[dict], out: Path, settings: GenerationSettings,
+                           name: str | None = None, quiet: bool = False) -> tuple[str, dict]:
+    """(name, answers by question id), written to ``out/model_answer/<name>.jsonl`` (reused when complete)."""
+    name = name or model_name(model)
+    path = out / "model_answer" / f"{name}.jsonl"
+    if path.is_file():
+        have = load_answers(path)[1]
+        if all(q["question_id"] in have for q in questions):
+            say(f"reusing {path}")
+            return name, have
+    texts = generate_answers(model, [q["prompt"] for q in questions], settings, quiet=quiet)
+    write_answers(path, name, questions, texts)
+    return name, load_answers(path)[1]
+
+
+def judge_answers(arena: ArenaDir, cfg: dict, baseline: str, name: str, answers: dict, questions: list[dict],
+                  out: Path, endpoint) -> Path:
+    """Judge ``answers`` against the baseline's (two games per question) with the OpenAI-compatible
+    ``endpoint`` (dicekit.evals.openai_judge.Endpoint); rows are appended to
+    ``out/model_judgment/<judge>/<name>.jsonl`` as they finish, and rows already there for the same
+    judge, prompts and answers are reused. Raises :class:`JudgeCallsFailed` when some questions failed."""
+    from dicekit.evals.openai_judge import CallFailed, ChatClient
+
+    _, base_answers = load_answers(arena.data / "model_answer" / f"{baseline}.jsonl")
+    client = ChatClient(endpoint)
+    cfg = {**cfg, "judge_model": endpoint.model}
+    ident = json.dumps([endpoint.model, endpoint.public_url(), cfg["system_prompt"], cfg["prompt_template"],
+                        cfg["regex_pattern"], cfg.get("temperature", 0), cfg.get("max_tokens", 4096)])
+    path = out / "model_judgment" / endpoint.model.replace("/", "_") / f"{name}.jsonl"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    done = {}
+    if path.is_file():
+        for line in path.read_text(encoding="utf-8").splitlines():
+            try:
+                row = json.loads(line)
+                done[row["dicekit_key"]] = row
+            except (json.JSONDecodeError, KeyError, TypeError):
+                continue  # a line cut short by a crash, or not ours
+    todo = []
+    for q in questions:
+        if q["question_id"] not in answers or q["question_id"] not in base_answers:
+            raise UserError(f"no answer to question {q['question_id']} from {name if q['question_id'] not in answers else baseline}")
+        a, b = answers[q["question_id"]]["text"], base_answers[q["question_id"]]["text"]
+        key = hashlib.sha256(json.dumps([ident, q["prompt"], a, b]).encode()).hexdigest()
+        if key not in done:
+            todo.append((q, a, b, key))
+    lock, failures = threading.Lock(), []
+
+    def one(q, a, b, key):
+        games = [judge_game(client, cfg, q["prompt"], b, a), judge_game(client, cfg, q["prompt"], a, b)]
+        row = {"question_id": q["question_id"], "model": name, "judge": endpoint.model, "games": games, "dicekit_key": key}
+        with lock, path.open("a", encoding="utf-8") as f:
+            f.write(json.dumps(row, ensure_ascii=False) + "\n")
+
+    with ThreadPoolExecutor(max_workers=max(1, endpoint.concurrency)) as pool:
+        for fut in as_completed([pool.submit(one, *t) for t in todo]):
+            try:
+                fut.result()
+            except CallFailed as e:
+                failures.append(str(e))
+    say(f"judge {endpoint.model}: {len(questions)} questions, {len(questions) - len(todo)} reused, "
+        f"{client.stats.calls} calls, {client.stats.retries} retries")
+    if failures:
+        raise JudgeCallsFailed(f"{len(failures)} questions failed (first: {failures[0]}); "
+                               "rerun the same command to retry them — the rest are kept")
+    return path
+
+
+def evaluate_arena_hard(*, judgments: list[str | Path] | None = None, answers: str | Path | None = None,
+                        model: str | None = None, arena_hard_dir: str | None = None, baseline: str | None = None,
+                        style_control: bool = False, bootstrap_rounds: int = 100, seed: int = 0,
+                        name: str | None = None, out: str | Path | None = None, max_questions: int | None = None,
+                        generation: GenerationSettings = GenerationSettings(max_new_tokens=4096),
+                        judge_model: str | None = None, judge_endpoint: dict | None = None,
+                        quiet: bool = False) -> dict:
+    """Arena-Hard scores from exactly one source: ``judgments`` (files or folders: scores only),
+    ``answers`` (a model_answer .jsonl: judge, score) or ``model`` (generate, judge, score).
+
+    Judging needs ``arena_hard_dir`` (questions, baseline answers, judge config) and ``out``; the judge
+    is ``judge_model`` (default: the config's) on an OpenAI-compatible endpoint with the other
+    :class:`~dicekit.evals.openai_judge.Endpoint` settings in ``judge_endpoint``. Returns the model's
+    leaderboard row with ``baseline``, ``style_control``, ``bootstrap_rounds``, ``seed`` and the whole
+    ``leaderboard``; with ``out``, also written as ``out/arena_hard_scores.json``."""
+    if sum(x is not None for x in (judgments, answers, model)) != 1:
+        raise ValueError("evaluate_arena_hard: give exactly one of judgments, answers, model")
+    arena = locate(arena_hard_dir) if arena_hard_dir else None
+    cfg = load_judge_config(arena) if arena is not None and (arena.config or not judgments) else {}
+    baseline = baseline or cfg.get("baseline_model") or DEFAULT_BASELINE
+    this_run: dict = {}
+    if judgments:
+        files = judgment_files(judgments)
+    else:
+        if arena is None:
+            raise UserError("judging needs --arena-hard-dir (questions, baseline answers, judge config)")
+        if not out:
+            raise UserError("judging needs --out (answers and judgments are written there)")
+        from dicekit.evals.openai_judge import Endpoint
+
+        questions = load_questions(arena)[:max_questions]
+        if model is not None:
+            name, run_answers = generate_model_answers(model, questions, Path(out), generation, name, quiet)
+        else:
+            file_name, run_answers = load_answers(Path(answers))
+            name = name or file_name
+        endpoint = Endpoint(model=judge_model or cfg["judge_model"], **(judge_endpoint or {}))
+        files = [judge_answers(arena, cfg, baseline, name, run_answers, questions, Path(out), endpoint)]
+        this_run[name] = run_answers
+    table = battles_from_judgments(load_judgments(files), baseline)
+    if style_control:
+        table = with_style(table, answers_for_style(arena, table, this_run))
+    board = leaderboard(table, rounds=bootstrap_rounds, seed=seed)
+    result = {**board[0], "baseline": baseline, "style_control": style_control,
+              "bootstrap_rounds": bootstrap_rounds, "seed": seed, "leaderboard": board}
+    if out:
+        rundir.write_json(Path(out) / "arena_hard_scores.json", result)
+    return result

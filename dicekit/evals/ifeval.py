@@ -13,8 +13,8 @@ What lives here:
 * :func:`evaluate_ifeval` — prompt- and instruction-level accuracy, strict and loose, with standard
   errors, per instruction type and per category, mean response length.
 * :func:`read_responses` / :func:`write_responses` — ``{"prompt", "response"}`` JSONL, the official
-  tool's input format; :func:`generate_responses` — one response per prompt through dicekit's
-  generation path (greedy by default).
+  tool's input format; :func:`generate_responses` — one response per prompt through the
+  evaluations' generation path (dicekit.evals.generation: HF or vLLM; greedy by default).
 
 Deliberate choices, each pinned by ``tests/evals/test_ifeval.py``:
 
@@ -277,28 +277,33 @@ def paired_difference(a: Sequence[dict], b: Sequence[dict], mode: str = "strict"
 
 def generate_responses(model_spec: str, prompts: Sequence[dict], *, max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
                        temperature: float = 0.0, top_p: float = 1.0, seed: int = 0, batch_size: int = 8,
-                       dtype: str = "float32", chunk_dir: str | Path | None = None, quiet: bool = True) -> dict[str, str]:
+                       dtype: str = "float32", backend: str = "hf", tensor_parallel_size: int = 1,
+                       chunk_dir: str | Path | None = None, quiet: bool = True) -> dict[str, str]:
     """prompt text -> response of ``model_spec`` (folder, hub id or .gguf), chat template applied,
-    greedy by default, through dicekit's generation path (``complete``). With ``chunk_dir``, the
-    prompts are generated in chunks of 64 saved there as they finish, so an interrupted run resumes
-    (the chunks are only reused for the same model and decoding settings)."""
-    from dicekit.generate import complete
-    from dicekit.models import load_model, model_fingerprint
+    greedy by default, through the evaluations' generation path
+    (:func:`dicekit.evals.generation.generate_answers`: HF ``complete`` or vLLM). With ``chunk_dir``
+    (HF backend), the prompts are generated in chunks of 64 saved there as they finish, so an
+    interrupted run resumes; the chunks are only reused for the same model and decoding settings."""
+    from dataclasses import asdict
+
+    from dicekit.evals.generation import GenerationSettings, generate_answers
+    from dicekit.models import model_fingerprint
     from dicekit.rundir import write_json, write_jsonl
 
-    settings = {"model": model_spec, "fingerprint": model_fingerprint(model_spec), "max_new_tokens": max_new_tokens,
-                "temperature": temperature, "top_p": top_p, "seed": seed, "batch_size": batch_size, "dtype": dtype}
+    settings = GenerationSettings(max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p, seed=seed,
+                                  dtype=dtype, batch_size=batch_size, backend=backend,
+                                  tensor_parallel_size=tensor_parallel_size)
+    record = {"model": model_spec, "fingerprint": model_fingerprint(model_spec), **asdict(settings)}
     texts = [p["prompt"] for p in prompts]
-    model = tok = None
-    out: dict[str, str] = {}
-    chunk = 64
-    work = Path(chunk_dir) if chunk_dir else None
+    chunk = 64 if backend == "hf" and chunk_dir else max(1, len(texts))
+    work = Path(chunk_dir) if chunk_dir and backend == "hf" else None
     if work is not None:
         work.mkdir(parents=True, exist_ok=True)
-        if (work / "settings.json").is_file() and json.loads((work / "settings.json").read_text()) != settings:
+        if (work / "settings.json").is_file() and json.loads((work / "settings.json").read_text()) != record:
             for f in work.glob("chunk_*.jsonl"):
                 f.unlink()
-        write_json(work / "settings.json", settings)
+        write_json(work / "settings.json", record)
+    out: dict[str, str] = {}
     for lo in range(0, len(texts), chunk):
         part = texts[lo: lo + chunk]
         path = work / f"chunk_{lo // chunk:04d}.jsonl" if work else None
@@ -307,10 +312,7 @@ def generate_responses(model_spec: str, prompts: Sequence[dict], *, max_new_toke
             if [r["prompt"] for r in rows] == part:
                 out.update({r["prompt"]: r["response"] for r in rows})
                 continue
-        if model is None:
-            model, tok = load_model(model_spec, dtype=dtype)
-        res = complete(model, tok, part, max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p,
-                       seed=seed, batch_size=batch_size, quiet=quiet)
+        res = generate_answers(model_spec, part, settings, quiet=quiet)
         if path is not None:
             write_jsonl(path, [{"prompt": p, "response": r} for p, r in zip(part, res)])
         out.update(zip(part, res))

@@ -1,70 +1,57 @@
-"""The IFEval checker as a judge of responses to prompts with verifiable instructions.
+"""The IFEval checker as a pairwise judge (``--judge ifeval:PROMPTS.jsonl``), for round diagnostics.
 
-A prompt's quality score for a response is the share of its instructions the response follows
-(strict, :func:`dicekit.evals.ifeval.score_response`), read from a prompts file whose rows carry
-``prompt``, ``instruction_id_list`` and ``kwargs`` (the training prompts of
-:mod:`dicekit.recipes.ifeval_prompts`, or the 541 IFEval prompts). As a pairwise judge (judge spec
-``ifeval:PROMPTS.jsonl``, e.g. ``diagnose_judge`` of a round) it prefers the response that follows
-more instructions and calls equal shares a draw; a prompt not in the file gets ``None``.
+For a comparison (instruction, output_1, output_2) whose instruction is a prompt of the prompts file
+(rows with ``prompt``, ``instruction_id_list``, ``kwargs``, as written by
+dicekit.recipes.ifeval_prompts), each output is scored with
+:func:`dicekit.evals.ifeval.score_response` — the fraction of the prompt's instructions it follows
+(strict) — and the preference (1 + P(output_2 better), see dicekit.evals.judges) is
+``1.5 + (s_2 − s_1) / 2``: 2 when output_2 follows everything and output_1 nothing, 1.5 for equal
+scores (a draw). An instruction that is not in the prompts file gets ``None`` (no usable judgement),
+as the world oracle does for a prompt outside its world. Deterministic and free: no cache needed.
 """
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Sequence
 
-from dicekit.errors import UserError
 from dicekit.evals.judges import Comparison
 
 
-class InstructionChecker:
-    """prompt text -> (instruction ids, kwargs); :meth:`quality` scores a response with the checker."""
+def preference(score_1: float, score_2: float) -> float:
+    """1 + P(output_2 better) from two fractions followed.
 
-    def __init__(self, rows: Sequence[dict]):
-        self.by_prompt = {r["prompt"]: (list(r["instruction_id_list"]), [dict(k) for k in r["kwargs"]]) for r in rows}
+    >>> preference(0.5, 1.0), preference(1.0, 0.0), preference(1 / 3, 1 / 3)
+    (1.75, 1.0, 1.5)
+    """
+    return 1.5 + (score_2 - score_1) / 2
 
-    @classmethod
-    def from_file(cls, path: str | Path) -> "InstructionChecker":
+
+class IFEvalJudge:
+    """``PairwiseJudge`` scoring both outputs with the IFEval checker against the prompt's instructions."""
+
+    def __init__(self, prompts_file: str | Path):
         from dicekit.data import read_jsonl_rows
+        from dicekit.errors import UserError
 
-        path = Path(path)
-        if not path.is_file():
-            raise UserError(f"{path}: prompts file not found")
-        rows = []
-        for line, r in read_jsonl_rows(path):
-            if not {"prompt", "instruction_id_list", "kwargs"} <= set(r):
-                raise UserError(f"{path}:{line}: needs prompt, instruction_id_list and kwargs")
-            rows.append(r)
-        return cls(rows)
-
-    def quality(self, prompt: str, response: str) -> float:
-        """Share of the prompt's instructions that ``response`` follows (strict); ValueError for a
-        prompt not in the file."""
-        from dicekit.evals.ifeval import score_response
-
-        if prompt not in self.by_prompt:
-            raise ValueError("prompt has no stored instructions")
-        ids, kwargs = self.by_prompt[prompt]
-        return score_response(response, ids, kwargs, prompt=prompt)
-
-
-class CheckerJudge:
-    """``PairwiseJudge``: 1 + P(output_2 better) = 2 / 1 / 1.5 by the share of instructions followed."""
-
-    name = "ifeval-checker"
-
-    def __init__(self, checker: InstructionChecker):
-        self.checker = checker
+        self.instructions: dict[str, tuple[list[str], list[dict]]] = {}
+        for line, r in read_jsonl_rows(prompts_file):
+            if not isinstance(r.get("prompt"), str) or not r.get("instruction_id_list") or "kwargs" not in r:
+                raise UserError(f"{prompts_file}:{line}: an IFEval judge needs 'prompt' (text), "
+                                "'instruction_id_list' and 'kwargs'")
+            self.instructions[r["prompt"]] = (list(r["instruction_id_list"]), list(r["kwargs"]))
+        self.name = f"ifeval-checker:{Path(prompts_file).name}"
 
     def judge(self, items: Sequence[Comparison]) -> list[float | None]:
-        from dicekit.world.judge import preference
+        from dicekit.evals.ifeval import score_response
 
         out: list[float | None] = []
         for c in items:
-            try:
-                out.append(preference(self.checker.quality(c.instruction, c.output_1),
-                                      self.checker.quality(c.instruction, c.output_2)))
-            except ValueError:
+            found = self.instructions.get(c.instruction)
+            if found is None:
                 out.append(None)
+                continue
+            ids, kwargs = found
+            out.append(preference(score_response(c.output_1, ids, kwargs, c.instruction),
+                                  score_response(c.output_2, ids, kwargs, c.instruction)))
         return out

@@ -1,31 +1,32 @@
-"""Build a pairwise judge from a spec string: ``oracle`` (the task world), ``ifeval:PROMPTS.jsonl`` (the
-IFEval checker on prompts with stored instructions), ``hf:PATH_OR_ID`` (a local
-model's "m"/"M" next-token probabilities), a YAML file of endpoint settings, or an OpenAI-compatible
-model name (key read from the environment variable ``api_key_env``; never stored)."""
+"""Build a pairwise judge from a spec string: ``oracle`` (the judge the caller passes as ``oracle``,
+e.g. the task world's :class:`dicekit.world.judge.OracleJudge` — evals does not import the world,
+which imports evals), ``hf:PATH_OR_ID`` (a local model's "m"/"M" next-token probabilities),
+``ifeval:PROMPTS.jsonl`` (the IFEval checker, scoring each output's fraction of its prompt's
+instructions followed), a YAML file of endpoint settings, or an OpenAI-compatible model name (key
+read from the environment variable ``api_key_env``; never stored)."""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Callable
 
 from dicekit.errors import UserError
+from dicekit.evals.judges import PairwiseJudge
 
 
 def judge_from_spec(spec: str, *, base_url: str | None = None, api_key_env: str = "OPENAI_API_KEY",
                     concurrency: int = 8, max_retries: int = 6, timeout_s: float = 60.0,
-                    price_per_mtok: tuple[float, float] | None = None, dtype: str = "float32", flag: str = "--judge"):
+                    price_per_mtok: tuple[float, float] | None = None, dtype: str = "float32", flag: str = "--judge",
+                    oracle: Callable[[], PairwiseJudge] | None = None) -> PairwiseJudge:
     if spec == "oracle":
-        try:
-            from dicekit.world.judge import OracleJudge
-        except ModuleNotFoundError as e:
-            if e.name not in ("dicekit.world", "dicekit.world.judge"):
-                raise
-            raise UserError(f"{flag} oracle: the task world's judge (dicekit.world.judge) is not installed") from None
-        return OracleJudge()
+        if oracle is None:
+            raise UserError(f"{flag} oracle: no oracle judge here (the oracle is the task world's; use it on world runs)")
+        return oracle()
     if spec.startswith("ifeval:"):
-        from dicekit.evals.ifeval_judge import CheckerJudge, InstructionChecker
+        from dicekit.evals.ifeval_judge import IFEvalJudge
 
-        return CheckerJudge(InstructionChecker.from_file(spec[len("ifeval:"):]))
+        return IFEvalJudge(spec[len("ifeval:"):])
     if spec.startswith("hf:"):
         from dicekit.evals.hf_judge import HFJudge
 

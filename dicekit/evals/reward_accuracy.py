@@ -1,8 +1,10 @@
-"""Pure numpy/pandas: how well an implicit reward ranks labelled preference pairs.
+"""How well an implicit reward ranks labelled preference pairs: pure numpy/pandas math, then
+:func:`evaluate_reward_accuracy` (load pairs, score them under two models, summarize; what
+`dicekit eval reward-accuracy` runs).
 
 Input: one row per labelled pair with, per side (``chosen_*`` / ``rejected_*``), ``logp_policy``,
 ``logp_ref`` (summed response log-probs, nats, token-exact — see dicekit.evals.reward_scoring),
-``reward`` (= ``dicekit.objectives.implicit_reward(logp_policy, logp_ref)``, computed by the scorer),
+``reward`` (= ``dicekit.core.objectives.implicit_reward(logp_policy, logp_ref)``, computed by the scorer),
 ``n_tokens`` and ``length`` (in the run's length unit). Optional: ``subset`` (a category),
 ``truth`` (+1 chosen really better, −1 rejected better, 0 equal, NaN unknown — e.g. from the task
 world's oracle).
@@ -31,7 +33,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from dicekit.pairs import reward_lr
+from dicekit.core.pairs import reward_lr
+from dicekit.errors import UserError
 
 VARIANTS = ("dpo", "ref_free", "avg", "lr")
 VARIANT_NAMES = {
@@ -234,3 +237,65 @@ def truth_from_quality(q_chosen, q_rejected) -> np.ndarray:
     """+1 / −1 / 0 from two quality scores (NaN where either is missing)."""
     qc, qr = np.asarray(q_chosen, dtype=np.float64), np.asarray(q_rejected, dtype=np.float64)
     return np.where(np.isnan(qc) | np.isnan(qr), np.nan, np.sign(qc - qr))
+
+
+# --- evaluating (what `dicekit eval reward-accuracy` runs) ----------------------------------------
+
+KEEP = ("subset", "source", "truth", "chosen_quality", "rejected_quality", "alpha", "prompt_ids", "chosen_ids", "rejected_ids")
+
+
+def load_labelled_pairs(data: str, split: str = "train", limit: int | None = None) -> pd.DataFrame:
+    """Labelled pairs from any source the round stage reads (dicekit.data.load_pairs); a round's
+    ``pairs.parquet`` has its ``source`` (generated / offline) as ``subset``."""
+    from dicekit.data import load_pairs
+
+    pairs = load_pairs(data, split, limit, keep=KEEP).dropna(axis=1, how="all")
+    if "subset" not in pairs and "source" in pairs:
+        pairs = pairs.rename(columns={"source": "subset"})
+    return pairs
+
+
+def attach_truth(pairs: pd.DataFrame, truth=None) -> pd.DataFrame:
+    """``pairs`` with a ``truth`` column (+1/−1/0, NaN unknown): ``truth`` when given (e.g. the task
+    world's oracle, dicekit.world.evaluate.oracle_truth), else from ``chosen_quality`` /
+    ``rejected_quality``, else the data's own ``truth`` column (checked); unchanged without any."""
+    if truth is not None:
+        return pairs.assign(truth=np.asarray(truth, dtype=np.float64))
+    if "chosen_quality" in pairs and "rejected_quality" in pairs:
+        return pairs.assign(truth=truth_from_quality(pairs["chosen_quality"], pairs["rejected_quality"]))
+    if "truth" in pairs:
+        t = pd.to_numeric(pairs["truth"], errors="coerce").to_numpy(np.float64)
+        if np.any(~np.isnan(t) & ~np.isin(t, (-1, 0, 1))):
+            raise UserError("field 'truth' must be +1 (chosen better), -1 (rejected better) or 0 (equal)")
+        return pairs.assign(truth=t)
+    return pairs
+
+
+def pick_alpha(alpha: float | None, pairs: pd.DataFrame) -> float:
+    """``alpha`` when given, else the data's single ``alpha`` value (a round's pairs), else 0."""
+    if alpha is not None:
+        return float(alpha)
+    if "alpha" in pairs:
+        vals = pd.to_numeric(pairs["alpha"], errors="coerce").dropna().unique()
+        if len(vals) == 1:
+            return float(vals[0])
+    return 0.0
+
+
+def evaluate_reward_accuracy(policy: str, reference: str, pairs: pd.DataFrame, *, truth=None,
+                             alpha: float | None = None, length_unit: str = "chars", edges=None,
+                             rewardbench: bool = False, n_boot: int = 1000, seed: int = 0, dtype: str = "float32",
+                             tokens_per_batch: int | None = None, quiet: bool = True) -> tuple[dict, pd.DataFrame]:
+    """(summary dict, per-pair scores) of the implicit reward of ``policy`` over ``reference`` on
+    ``pairs`` (a :func:`load_labelled_pairs` frame), scored token-exact by
+    dicekit.evals.reward_scoring.score_pairs; ``truth`` as in :func:`attach_truth`."""
+    from dicekit.evals.reward_scoring import score_pairs
+
+    pairs = attach_truth(pairs, truth)
+    a = pick_alpha(alpha, pairs)
+    scored = score_pairs(policy, reference, pairs, length_unit=length_unit, dtype=dtype,
+                         tokens_per_batch=tokens_per_batch, quiet=quiet)
+    summary = summarize(scored, a, edges=edges, n_boot=n_boot, seed=seed, rewardbench=rewardbench)
+    summary = {"policy": policy, "reference": reference, "length_unit": length_unit, "n_boot": n_boot,
+               "seed": seed, **summary}
+    return summary, scored

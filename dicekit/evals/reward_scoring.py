@@ -4,8 +4,8 @@ Token IDs are built exactly as the round stage builds those of offline pairs: th
 once by the chat template (``dicekit.models.prompt_ids``), each reply encoded without special tokens
 and closed by the end-of-turn token the sampler emits (``dicekit.models.response_ids``). Pairs that
 already carry ``prompt_ids``/``chosen_ids``/``rejected_ids`` (a round's ``pairs.parquet``) are scored
-on those IDs as they are. Log-probs come from ``dicekit.score.score_sequences`` (the one scorer) and
-the reward from ``dicekit.objectives.implicit_reward`` (the one definition). One model in memory at
+on those IDs as they are. Log-probs come from ``dicekit.round.score.score_sequences`` (the one scorer) and
+the reward from ``dicekit.core.objectives.implicit_reward`` (the one definition). One model in memory at
 a time.
 """
 
@@ -62,8 +62,8 @@ def score_pairs(policy: str, reference: str, pairs: pd.DataFrame, *, length_unit
     (implicit reward, nats), ``s_n_tokens`` (response tokens, end-of-turn included) and ``s_length``
     (``length_unit``: characters of the reply text, or tokens)."""
     from dicekit.models import load_model
-    from dicekit.reward import implicit_reward
-    from dicekit.score import score_sequences
+    from dicekit.core.reward import implicit_reward
+    from dicekit.round.score import score_sequences
 
     if length_unit not in ("chars", "tokens"):
         raise UserError(f"length unit must be 'chars' or 'tokens', got {length_unit!r}")

@@ -3,37 +3,49 @@ annotators that judge by the IFEval checker, offline pairs from π_{-1}'s sample
 
 * :class:`CheckerAnnotators` — the task world's annotators (:mod:`dicekit.world.annotators`: noise τ,
   verbosity bias λ per ``length_scale`` characters, seeded labels) whose perceived quality is the
-  checker's share of the prompt's instructions followed (:class:`dicekit.evals.ifeval_judge.InstructionChecker`).
+  checker's share of the prompt's instructions followed (:func:`dicekit.evals.ifeval.score_response`,
+  instructions read from the prompts file as the ``ifeval:`` judge reads them).
 * :func:`build_offline_pairs` — K samples of π_{-1} per offline prompt (dicekit's keyed sampler,
   round 0), finished samples only, best-vs-worst by the annotators' round-robin wins (UltraFeedback
   style): ``offline_pairs.jsonl`` (prompt/chosen/rejected text, the round's ``offline_data``) and
   ``offline_pairs.parquet`` (exact token IDs, for π_0's training), plus the samples and their
   checker scores.
 * :func:`build_pi_0` — DPO of π_{-1} on those pairs through the round's training stage
-  (:func:`dicekit.train.train_dpo`, reference log-probs from π_{-1} in fp32).
+  (:func:`dicekit.round.train.train_dpo`, reference log-probs from π_{-1} in fp32).
 """
 
 from __future__ import annotations
 
 import shutil
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
 import pandas as pd
 
 from dicekit import rundir
-from dicekit.evals.ifeval_judge import InstructionChecker
 from dicekit.world.annotators import Annotators
 
 
-@dataclass(frozen=True, eq=False)
-class CheckerAnnotators(Annotators):
-    """Annotators whose quality is the IFEval checker's share of instructions followed (0–1)."""
+@lru_cache(maxsize=8)
+def _instructions(prompts_file: str) -> dict:
+    from dicekit.evals.ifeval_judge import IFEvalJudge
 
-    checker: InstructionChecker | None = None
+    return IFEvalJudge(prompts_file).instructions
+
+
+@dataclass(frozen=True)
+class CheckerAnnotators(Annotators):
+    """Annotators whose quality is the IFEval checker's share (0–1, strict) of the prompt's
+    instructions followed, the prompt's instructions read from ``prompts_file``."""
+
+    prompts_file: str = ""
 
     def quality(self, prompt: str, response: str) -> float:
-        return self.checker.quality(prompt, response)
+        from dicekit.evals.ifeval import score_response
+
+        ids, kwargs = _instructions(self.prompts_file)[prompt]
+        return score_response(response, ids, kwargs, prompt)
 
 
 def build_offline_pairs(model_dir: str, prompts: list[dict], out: Path, annotators: CheckerAnnotators, *, seed: int,
@@ -41,7 +53,7 @@ def build_offline_pairs(model_dir: str, prompts: list[dict], out: Path, annotato
                         batch_size: int, generate_dtype: str = "float32", quiet: bool = False) -> dict:
     """Sample, label and write the offline pairs into ``out`` (atomically; shards resume from
     ``out``'s work folder). Returns counts."""
-    from dicekit.generate import generate_samples
+    from dicekit.round.generate import generate_samples
     from dicekit.models import load_model, prompt_ids, stop_token_ids
 
     work = out.parent / f".{out.name}.work"
@@ -83,8 +95,8 @@ def build_pi_0(pi_m1: str, offline: Path, out: Path, train_cfg) -> dict:
     """π_0 = DPO of π_{-1} on ``offline/offline_pairs.parquet`` (reference log-probs: π_{-1}, fp32),
     saved to ``out/model`` with ``out/train_log.jsonl``."""
     from dicekit.models import load_model
-    from dicekit.score import score_sequences
-    from dicekit.train import train_dpo
+    from dicekit.round.score import score_sequences
+    from dicekit.round.train import train_dpo
 
     rows = pd.read_parquet(offline / "offline_pairs.parquet")
     ref, _ = load_model(pi_m1, tokenizer=False)

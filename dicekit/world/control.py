@@ -6,7 +6,7 @@ from round 1's own ``samples.parquet`` (π_0's K samples, already scored), per p
 highest oracle quality is chosen and the one of lowest rejected (ties broken by a seeded coin;
 prompts whose samples all have the same quality give no pair), mixed with the very offline rows
 round 1 replayed, and trained from π_0 with the round's settings through the same
-``dicekit.train.train_dpo``. If this model does not beat π_0 either, no ranker could have helped.
+``dicekit.round.train.train_dpo``. If this model does not beat π_0 either, no ranker could have helped.
 
 Writes ``<run>/controls/oracle_pairs/`` : ``pairs.parquet`` (generated rows carry the oracle
 qualities), ``model/``, ``train_log.jsonl``. The reference log-probs of generated pairs are the
@@ -50,7 +50,7 @@ def oracle_pairs(samples: pd.DataFrame, seed: int) -> pd.DataFrame:
 def run_oracle_control(run_dir: Path, cfg, seed: int) -> Path:
     """Train the control model of round 1 (skipped when it exists); returns its folder."""
     from dicekit import rundir
-    from dicekit.train import TrainConfig, train_dpo
+    from dicekit.round.train import TrainConfig, train_dpo
 
     out = Path(run_dir) / "controls" / "oracle_pairs"
     if (out / "model").exists():

@@ -11,7 +11,7 @@ Per evaluated model (π_{-1}, π_0, π_t of each run) a folder ``<run>/evals/<mo
   chosen one picked by a simulated annotator), with both oracle qualities.
 
 ``round_<t>/evals/world_oracle.json`` (π_t; round_0 = π_0) carries the same summary numbers in the
-shape dicekit.report reads. ``<out>/world/`` holds copies of the world files the numbers depend on
+shape dicekit.view.report reads. ``<out>/world/`` holds copies of the world files the numbers depend on
 (eval prompts with references, held-out and offline pairs, the world config), so the run folder
 explains itself. :func:`summarize_demo` recomputes every number of the table from these files.
 """

@@ -6,7 +6,7 @@ files) are kept apart so every number of the demo's table can be recomputed from
 * :func:`generate_outputs` → ``outputs.jsonl``: one line per eval prompt — the policy's response,
   the fixed reference response, both oracle qualities and the oracle judge's preference.
 * :func:`score_pairs` → ``reward_pairs.jsonl``: per held-out pair the implicit reward
-  (logp_policy − logp_reference, dicekit.objectives.implicit_reward) of chosen and rejected, the
+  (logp_policy − logp_reference, dicekit.core.objectives.implicit_reward) of chosen and rejected, the
   annotator's label (chosen is the one the annotator preferred) and both oracle qualities.
 * :func:`summarize_outputs`, :func:`summarize_rewards`, :func:`own_sample_diagnostics`: numbers.
 
@@ -23,10 +23,24 @@ import pandas as pd
 
 from dicekit import rundir
 from dicekit.evals.metrics import head_to_head
-from dicekit.evals.reward_accuracy import accuracy
+from dicekit.evals.reward_accuracy import accuracy, truth_from_quality
 from dicekit.world import metrics
 from dicekit.world.judge import OracleJudge
 from dicekit.world.oracle import quality
+
+
+def oracle_truth(pairs: pd.DataFrame) -> np.ndarray:
+    """+1/−1/0 per labelled pair (prompt, chosen, rejected) from the oracle's qualities; NaN for
+    prompts outside the world (not text, or not a world task)."""
+    def q(prompt, reply):
+        try:
+            return quality(prompt, reply) if isinstance(prompt, str) else np.nan
+        except ValueError:
+            return np.nan
+
+    qc = [q(p, c) for p, c in zip(pairs["prompt"], pairs["chosen"])]
+    qr = [q(p, r) for p, r in zip(pairs["prompt"], pairs["rejected"])]
+    return truth_from_quality(qc, qr)
 
 
 # ----------------------------------------------------------------------------- writers
@@ -36,7 +50,7 @@ def generate_outputs(model_dir: str | Path, eval_prompts: list[dict], out_path: 
                      max_new_tokens: int, seed: int, samples: int = 1, top_p: float = 1.0, quiet: bool = True) -> Path:
     """Generate ``samples`` responses per eval prompt and write them with their oracle judgement."""
     from dicekit.evals.judges import Comparison
-    from dicekit.generate import complete
+    from dicekit.round.generate import complete
     from dicekit.models import load_model
 
     model, tok = load_model(str(model_dir))

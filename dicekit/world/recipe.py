@@ -16,7 +16,7 @@ e.g. the π_0 learning rate rebuilds π_0 only:
                  annotators; ``offline_pairs.parquet`` the same pairs as exact sampled token IDs;
                  ``heldout_pairs.jsonl``: two π_{-1} samples per eval prompt, one annotator label and
                  both oracle qualities (for implicit-reward accuracy).
-4. ``pi_0``:    π_0 = DPO of π_{-1} on the offline pairs through dicekit.train.train_dpo — the same
+4. ``pi_0``:    π_0 = DPO of π_{-1} on the offline pairs through dicekit.round.train.train_dpo — the same
                  training stage as a DICE round — with π_{-1}'s log-probs as the reference.
 
 Every stage folder is written aside and renamed, so a folder that exists is complete.
@@ -128,8 +128,8 @@ _STAGE_FIELDS = {
 _STAGE_SOURCES = {
     "data": ("world/tasks.py", "world/tokenizer.py"),
     "pi_m1": ("world/sft.py", "models.py"),
-    "offline": ("world/annotators.py", "world/oracle.py", "generate.py", "sampling.py"),
-    "pi_0": ("train.py", "score.py", "objectives.py"),
+    "offline": ("world/annotators.py", "world/oracle.py", "round/generate.py", "round/sampling.py"),
+    "pi_0": ("round/train.py", "round/score.py", "core/objectives.py"),
 }
 
 
@@ -201,8 +201,8 @@ def build_pi_m1(cfg: WorldConfig, data: Path, out: Path, quiet: bool) -> dict:
 
 def sample_policy(model_dir: Path, prompts: list[dict], work: Path, *, seed: int, round_: int, k: int,
                   temperature: float, max_new_tokens: int, quiet: bool) -> pd.DataFrame:
-    """K samples per prompt from a model folder (dicekit.generate, exact token IDs kept)."""
-    from dicekit.generate import generate_samples
+    """K samples per prompt from a model folder (dicekit.round.generate, exact token IDs kept)."""
+    from dicekit.round.generate import generate_samples
     from dicekit.models import load_model, prompt_ids, stop_token_ids
 
     model, tok = load_model(str(model_dir))
@@ -254,8 +254,8 @@ def build_offline(cfg: WorldConfig, data: Path, pi_m1: Path, out: Path, quiet: b
 
 def build_pi_0(cfg: WorldConfig, pi_m1: Path, offline: Path, out: Path, quiet: bool) -> dict:
     from dicekit.models import load_model
-    from dicekit.score import score_sequences
-    from dicekit.train import TrainConfig, train_dpo
+    from dicekit.round.score import score_sequences
+    from dicekit.round.train import TrainConfig, train_dpo
 
     rows = pd.read_parquet(offline / "offline_pairs.parquet")
     ref, _ = load_model(str(pi_m1), tokenizer=False)

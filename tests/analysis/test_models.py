@@ -35,7 +35,7 @@ def _ids(tok, prompt, text):
 
 def test_reward_accuracy_cli_is_token_exact(tiny_world, labelled, tmp_path, capsys):
     from dicekit.models import load_model
-    from dicekit.score import score_sequences
+    from dicekit.round.score import score_sequences
 
     scores = tmp_path / "scores.parquet"
     argv = ["eval", "reward-accuracy", "--policy", tiny_world["policy"], "--reference", tiny_world["reference"],
@@ -87,7 +87,7 @@ def test_reward_accuracy_bad_data(tiny_world, tmp_path, capsys, content, needle)
 
 
 def test_train_rm_and_compare_rankers(tiny_world, labelled, tmp_path, capsys):
-    from dicekit.rm import load_rm, rm_scores
+    from dicekit.analysis.rm import load_rm, rm_scores
 
     rm = tmp_path / "rm"
     assert cli(["train-rm", "--model", tiny_world["reference"], "--data", tiny_world["offline"], "--out", str(rm),
@@ -115,7 +115,7 @@ def test_train_rm_and_compare_rankers(tiny_world, labelled, tmp_path, capsys):
 def _real_run(tiny_world, root, prompts=PROMPTS, replies=REPLIES):
     """A run folder whose samples were really scored by the tiny models (exact IDs)."""
     from dicekit.models import load_model
-    from dicekit.score import score_sequences
+    from dicekit.round.score import score_sequences
 
     rows = []
     for i, (prompt, replies) in enumerate(zip(prompts, replies)):
@@ -143,7 +143,7 @@ def _real_run(tiny_world, root, prompts=PROMPTS, replies=REPLIES):
 
 
 def test_token_credit_sums_to_the_reward_and_is_cached(tiny_world, tmp_path, capsys):
-    from dicekit import runs
+    from dicekit.view import runs
 
     run, samples = _real_run(tiny_world, tmp_path / "run")
     assert cli(["credit", str(run), "--round", "1", "--top", "1", "--quiet"]) == 0  # w1: the larger margin
@@ -185,7 +185,7 @@ def test_compare_rankers_on_a_rounds_own_samples(tiny_world, tmp_path, capsys):
     rows = {x["ranker"]: x for x in r["rankers"]}
     # By hand, on the same pairs (the CLI's defaults: 2 per prompt, seed 0): each label is the oracle's,
     # and the accuracies are those of the rewards _real_run scored itself (a tie would count as wrong).
-    from dicekit.rankers import oracle_pairs_from_samples
+    from dicekit.analysis.rankers import oracle_pairs_from_samples
 
     pairs = oracle_pairs_from_samples(s, quality, 2, 0)
     assert len(pairs) == expected

@@ -7,9 +7,9 @@ import pandas as pd
 import pytest
 import yaml
 
-from dicekit import pairs as P
+from dicekit.core import pairs as P
 from dicekit.cli import main as cli
-from dicekit.plots import length_diff_by_alpha, parse_alphas
+from dicekit.view.plots import length_diff_by_alpha, parse_alphas
 
 # Four prompts, two samples each: a long one (110 chars) and a short one (50 chars). The long one's
 # reward is higher by dr = 0.55, 1.05, 1.55, 2.05, so it stops being chosen once α > dr / 60 =
@@ -60,7 +60,7 @@ def test_alpha_star_histogram_has_the_smallest_mean(tmp_path, capsys):
 
 
 def test_selection_matches_the_round_search(tmp_path):
-    """The plotted pairs are the round's: dicekit.pairs' own α* search lands on 0.018 too."""
+    """The plotted pairs are the round's: dicekit.core.pairs' own α* search lands on 0.018 too."""
     samples = pd.read_parquet(synthetic_run(tmp_path / "run") / "round_1" / "samples.parquet")
     g = P.pack(samples["prompt_id"], samples["sample_id"], samples["reward"], samples["n_chars"])
     star, *_ = P.search_alpha(g, P.alpha_grid(0.0, 0.05, 0.001))
@@ -70,7 +70,7 @@ def test_selection_matches_the_round_search(tmp_path):
 
 
 def test_selection_drops_invalid_and_identical_responses():
-    """As the round (dicekit.pairs.pack_valid, which dicekit.round uses): invalid samples are left out
+    """As the round (dicekit.core.pairs.pack_valid, which dicekit.round.run uses): invalid samples are left out
     and a pair of identical responses is degenerate. Hand-worked: p0's best (reward 3, 90 chars) is
     invalid, so 2 (60) vs 0 (20) → +40; p1's two samples have the same token IDs → no pair; p2: 1 (10)
     vs 0 (30) → −20. Without response_ids the response text decides what is identical."""

@@ -8,12 +8,12 @@ from pathlib import Path
 
 
 from dicekit.cli import main as cli
-from dicekit.report import table
+from dicekit.view.report import table
 from tests.app.runfolder import make_run_folder
 
 ROOT = Path(__file__).resolve().parents[2]
-HEAVY = ("torch", "transformers", "trl", "datasets", "dicekit.train", "dicekit.generate", "dicekit.score",
-         "dicekit.round", "dicekit.objectives")
+HEAVY = ("torch", "transformers", "trl", "datasets", "dicekit.round.train", "dicekit.round.generate", "dicekit.round.score",
+         "dicekit.round.run", "dicekit.core.objectives")
 
 
 def _analysis(run: Path) -> None:
@@ -45,7 +45,7 @@ def test_report_builds_without_torch(tmp_path):
     run = make_run_folder(tmp_path / "run")
     _analysis(run)
     out = tmp_path / "report"
-    code = (f"import sys; from dicekit.report import write_report; write_report({str(run)!r}, {str(out)!r}); "
+    code = (f"import sys; from dicekit.view.report import write_report; write_report({str(run)!r}, {str(out)!r}); "
             f"print([m for m in {HEAVY!r} if m in sys.modules])")
     proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr

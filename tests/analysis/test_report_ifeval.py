@@ -35,7 +35,7 @@ def test_report_shows_ifeval(tmp_path):
     _write_eval(run, "pi_0", [(True, True), (False, False), (False, True), (True, True)])
     _write_eval(run, "pi_1", [(True, True), (True, True), (False, True), (True, True)])
     out = tmp_path / "report"
-    code = (f"import sys; from dicekit.report import write_report; write_report({str(run)!r}, {str(out)!r}); "
+    code = (f"import sys; from dicekit.view.report import write_report; write_report({str(run)!r}, {str(out)!r}); "
             f"print([m for m in {(*HEAVY, 'lm_eval', 'nltk')!r} if m in sys.modules])")
     proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
@@ -50,3 +50,4 @@ def test_report_shows_ifeval(tmp_path):
     # strict: prompt 1 newly followed (+25); loose: prompt 1 too ([T,F,T,T] → all four), also +25
     assert diff.split(" | ")[2].startswith("+25.0 [") and diff.split(" | ")[3].startswith("+25.0 [")
     assert "| punctuation | 50.0 | 75.0 |" in md  # per-category strict accuracy, π_0 then π_1
+    assert "| punctuation:no_comma | 4 | 50.0 | 75.0 |" in md  # per instruction type

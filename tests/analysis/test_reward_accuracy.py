@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 
 from dicekit.evals import reward_accuracy as RA
-from dicekit.rankers import expected_rating, oracle_pairs_from_samples, ranker_row
+from dicekit.analysis.rankers import expected_rating, oracle_pairs_from_samples, ranker_row
 
 
 def frame(rows, **extra):
@@ -138,7 +138,7 @@ def test_oracle_pairs_from_samples():
 
 
 def test_judge_needs_single_token_digits():
-    from dicekit.rankers import JudgeUnavailable, rating_token_ids
+    from dicekit.analysis.rankers import JudgeUnavailable, rating_token_ids
 
     class Tok:
         name_or_path, unk_token_id = "stub", 0

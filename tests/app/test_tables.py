@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from app import tables as T
-from dicekit import runs
+from dicekit.view import runs
 from tests.app.runfolder import ALPHAS, make_run_folder
 
 

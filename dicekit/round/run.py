@@ -25,10 +25,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from dicekit import data, dist, pairs as P, rundir
+from dicekit import data, rundir
+from dicekit.core import pairs as P
+from dicekit.round import dist
 from dicekit.config import RoundConfig, to_dict
 from dicekit.errors import UserError
-from dicekit.reward import implicit_reward
+from dicekit.core.reward import implicit_reward
 from dicekit.progress import say
 
 _RESUME_IGNORED = {"quiet", "report_to", "alpha", "num_rounds", "diagnose", "diagnose_judge", "diagnose_judge_base_url",
@@ -111,7 +113,7 @@ def stage_samples(cfg: RoundConfig, t: int, rdir: Path, models: _OneModel, polic
     shards, scores their valid samples under the policy, then under the reference. Rank 0 merges all
     shards by (prompt_id, sample_id) into samples.parquet; other ranks wait for it.
     """
-    from dicekit.generate import generate_samples, shard_plan
+    from dicekit.round.generate import generate_samples, shard_plan
     from dicekit.models import stop_token_ids
 
     out = rdir / "samples.parquet"
@@ -177,7 +179,7 @@ def _vllm_engine(cfg: RoundConfig, policy: str):
     """One vLLM engine for this process: local rank r owns GPUs r·tp … r·tp+tp−1 (CPU: none)."""
     import torch
 
-    from dicekit.vllm_backend import VLLMEngine
+    from dicekit.round.vllm_backend import VLLMEngine
 
     tp = cfg.tensor_parallel_size
     local = int(os.environ.get("LOCAL_RANK", "0"))
@@ -188,7 +190,7 @@ def _vllm_engine(cfg: RoundConfig, policy: str):
 
 
 def _valid(cfg: RoundConfig, samples: pd.DataFrame) -> pd.Series:
-    from dicekit.generate import mark_valid
+    from dicekit.round.generate import mark_valid
 
     return mark_valid(samples, drop_truncated=cfg.drop_truncated, min_chars=cfg.min_chars, max_chars=cfg.max_chars,
                       min_valid_samples=cfg.min_valid_samples)
@@ -197,7 +199,7 @@ def _valid(cfg: RoundConfig, samples: pd.DataFrame) -> pd.Series:
 def _score_shards(cfg: RoundConfig, model, work: Path, name: str, column: str, shards: list[int], label: str) -> None:
     """Score the valid samples of each generation shard in ``shards`` → work/<name>/shard_i.parquet."""
     from dicekit.progress import bar
-    from dicekit.score import score_sequences
+    from dicekit.round.score import score_sequences
 
     (work / name).mkdir(parents=True, exist_ok=True)
     with bar(label, len(shards), cfg.quiet) as advance:
@@ -283,7 +285,7 @@ def stage_pairs(cfg: RoundConfig, t: int, rdir: Path, models: _OneModel, samples
 def _offline_rows(off: pd.DataFrame, models: _OneModel, policy: str, rdir: Path, cfg: RoundConfig, alpha: float) -> pd.DataFrame:
     """Offline pairs tokenised with the generation template, reference log-probs under π_{t-1}."""
     from dicekit.models import end_of_turn_id, prompt_ids, response_ids, stop_token_ids
-    from dicekit.score import score_samples
+    from dicekit.round.score import score_samples
 
     model, tok = models.get(policy)
     eot = end_of_turn_id(tok, stop_token_ids(model, tok))
@@ -339,7 +341,7 @@ def round_metrics(samples: pd.DataFrame, pairs_df: pd.DataFrame, info: dict, tra
 
 
 def run_diagnostic(cfg: RoundConfig, samples: pd.DataFrame, alpha: float, t: int) -> dict:
-    from dicekit.diagnose import diagnose_round
+    from dicekit.analysis.diagnose import diagnose_round
 
     return diagnose_round(cfg.run_dir, t, samples, alpha, cfg.diagnose_judge, base_url=cfg.diagnose_judge_base_url,
                           api_key_env=cfg.diagnose_judge_api_key_env, max_pairs=cfg.diagnose_max_pairs,
@@ -360,7 +362,7 @@ def _check_inputs(cfg: RoundConfig, policy: str, reference: str) -> None:
 
 def run_round(cfg: RoundConfig, round_: int | None = None) -> Path:
     """Run (or resume) round ``round_`` (default: the next unfinished one). Returns the round folder."""
-    from dicekit.train import TrainConfig, train_dpo
+    from dicekit.round.train import TrainConfig, train_dpo
 
     t = round_ or next_round(cfg)
     if t > 1 and not (rundir.round_dir(cfg.run_dir, t - 1) / "metrics.json").exists():

@@ -14,7 +14,7 @@ import hashlib
 import numpy as np
 import torch
 
-from dicekit.objectives import logits_logps
+from dicekit.core.objectives import logits_logps
 
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 _M1 = np.uint64(0xBF58476D1CE4E5B9)

@@ -200,7 +200,7 @@ def eval_table(run_dir: str | Path) -> pd.DataFrame | None:
 
 def sample_length(samples: pd.DataFrame, unit: str) -> pd.Series:
     """Each sample's length in ``unit`` (``chars`` → n_chars, ``tokens`` → n_tokens)."""
-    from dicekit.pairs import sample_lengths
+    from dicekit.core.pairs import sample_lengths
 
     return pd.Series(sample_lengths(samples, unit), index=samples.index)
 

@@ -237,7 +237,7 @@ def train_dpo(policy: str, rows: pd.DataFrame, out_dir: str | Path, cfg: TrainCo
         "ref_chosen_logps": rows["ref_chosen_logps"].astype(float).tolist(),
         "ref_rejected_logps": rows["ref_rejected_logps"].astype(float).tolist(),
     })
-    from dicekit import dist
+    from dicekit.round import dist
 
     # the training arguments first: under DeepSpeed ZeRO-3 they must exist before the model is loaded
     # for the weights to be partitioned at load time

@@ -110,7 +110,7 @@ def train_rm(model_spec: str, pairs: pd.DataFrame, out_dir: str | Path, cfg: RMC
         use_cpu=not torch.cuda.is_available(), seed=cfg.seed, data_seed=cfg.seed, disable_tqdm=cfg.quiet,
         center_rewards_coefficient=None,
     )
-    from dicekit.train import jsonl_log_callback
+    from dicekit.round.train import jsonl_log_callback
 
     trainer = RewardTrainer(model=model, args=args, train_dataset=ds, processing_class=tok,
                             callbacks=[jsonl_log_callback(log)])

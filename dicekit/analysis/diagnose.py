@@ -29,7 +29,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from dicekit import pairs as P, rundir
+from dicekit import rundir
+from dicekit.core import pairs as P
 from dicekit.progress import say
 
 
@@ -69,7 +70,7 @@ class Comparisons:
 
 def selected_pairs(samples: pd.DataFrame, alpha: float, unit: str) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(rejected rows, chosen rows) of the best-vs-worst pairs at α, kept ones only — the same
-    selection as the round's (dicekit.pairs.pack_valid: identical responses are degenerate)."""
+    selection as the round's (dicekit.core.pairs.pack_valid: identical responses are degenerate)."""
     chosen, rejected, _, _ = P.selected_rows(*P.pack_valid(samples, unit), alpha)
     return rejected, chosen
 
@@ -160,10 +161,11 @@ def format_diagnostic(d: dict) -> str:
 
 def diagnose_round(run_dir, t: int, samples: pd.DataFrame, alpha: float, judge_spec: str, *, base_url=None,
                    api_key_env="OPENAI_API_KEY", max_pairs=200, unit="chars", seed=0, quiet=False) -> dict:
-    """The round diagnostic (dicekit.diagnose) with the configured judge; printed and returned."""
+    """The round diagnostic (dicekit.analysis.diagnose) with the configured judge; printed and returned."""
     from dicekit.evals.judge_factory import judge_from_spec
+    from dicekit.world.judge import OracleJudge
 
-    judge = judge_from_spec(judge_spec, base_url=base_url, api_key_env=api_key_env, flag="judge")
+    judge = judge_from_spec(judge_spec, base_url=base_url, api_key_env=api_key_env, flag="judge", oracle=OracleJudge)
     cache = None
     if hasattr(judge, "identity"):
         from dicekit.evals.cache import AnnotationCache, default_cache_dir

@@ -3,8 +3,8 @@
 Reads (all optional except the round folders; see shared/CONTRACT.md for the round files):
 
 * ``run.yaml``; per round ``config.yaml``, ``metrics.json``, ``samples.parquet``, ``pairs.parquet``,
-  ``alpha_sweep.csv``, ``train_log.jsonl`` (through dicekit.runs); ``metrics.json``'s ``diagnostic``
-  (dicekit.diagnose) when the round ran it;
+  ``alpha_sweep.csv``, ``train_log.jsonl`` (through dicekit.view.runs); ``metrics.json``'s ``diagnostic``
+  (dicekit.analysis.diagnose) when the round ran it;
 * ``round_<t>/evals/*.json``: evaluations of π_t (``round_0`` = π_0) — win rates, lengths, any scalar
   fields; ``reward_accuracy*.json`` among them (written by ``dicekit eval reward-accuracy --out``) are
   shown as reward accuracy instead;
@@ -29,7 +29,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from dicekit import plots, rundir, runs
+from dicekit import rundir
+from dicekit.view import plots, runs
 from dicekit.errors import UserError
 from dicekit.evals.reward_accuracy import VARIANT_NAMES, VARIANTS
 
@@ -177,16 +178,32 @@ def write_report(run_dir, out_dir=None, extra: dict | None = None) -> Path:
     md += ifeval_section(run, out)
     rankers = run / "analysis" / "rankers.json"
     if rankers.is_file():
-        from dicekit.rankers import format_table
-
         r = _json(rankers)
         src = f"round {r['round']} samples of `{r.get('samples')}`" if r.get("samples") else f"`{r.get('data')}`"
         md += ["## Which ranker agrees with the labels? (paper Table 5)", "",
                f"{r['n_pairs']} labelled pairs from {src}" + (f", labels from the {r['oracle']} oracle" if r.get("oracle") else "")
                + f"; implicit reward of `{r['policy']}` against `{r['reference']}`. Ties count as wrong.", "",
-               format_table(r), ""]
+               rankers_table(r), ""]
     path = rundir.write_text(out / "report.md", "\n".join(md).rstrip() + "\n")
     return path
+
+
+def rankers_table(result: dict) -> str:
+    """A ranker comparison (dicekit.analysis.rankers.compare; ``analysis/rankers.json``) as a markdown
+    table (accuracy in %, 95% bootstrap interval)."""
+    has_truth = any("truth_accuracy" in r for r in result["rankers"])
+    head = "| ranker | agreement with labels | 95% CI | ties |" + (" agreement with truth |" if has_truth else "") + " note |"
+    lines = [head, "|" + "---|" * (head.count("|") - 1)]
+    for r in result["rankers"]:
+        acc = "n/a" if r["accuracy"] is None else f"{100 * r['accuracy']:.1f}%"
+        ci = "" if r.get("ci_low") is None else f"{100 * r['ci_low']:.1f}–{100 * r['ci_high']:.1f}%"
+        ties = "" if r.get("n_ties") is None else str(r["n_ties"])
+        truth = ""
+        if has_truth:
+            t = r.get("truth_accuracy")
+            truth = " " + ("" if t is None else f"{100 * t:.1f}%") + " |"
+        lines.append(f"| {r['ranker']} | {acc} | {ci} | {ties} |{truth} {r.get('note', '')} |")
+    return "\n".join(lines)
 
 
 DIAGNOSTIC_SETS = (("pairs_alpha_star", "best-vs-worst pairs at α*"), ("pairs_alpha_0", "best-vs-worst pairs at α = 0"),
@@ -201,7 +218,7 @@ def _agree(x) -> str:
 
 
 def _diagnostic_section(run: Path, rounds: list[int]) -> list[str]:
-    """The round diagnostic (metrics.json ``diagnostic``, from dicekit.diagnose) when it was run."""
+    """The round diagnostic (metrics.json ``diagnostic``, from dicekit.analysis.diagnose) when it was run."""
     rows = []
     for t in rounds:
         d = (runs.load_metrics(run, t) or {}).get("diagnostic")
@@ -339,4 +356,11 @@ def ifeval_section(run: Path, out: Path) -> list[str]:
         by = [{"category": c, **{e["name"]: next((100 * x["strict_acc"] for x in e.get("by_category", [])
                                                   if x["name"] == c), None) for e in evals}} for c in cats]
         md += ["Instruction-level strict accuracy (%) per category:", "", table(by, floatfmt="{:.1f}"), ""]
+    types = sorted({c["name"] for e in evals for c in e.get("by_instruction", [])})
+    if types:
+        by = [{"instruction": i, "n": next(x["n"] for e in evals for x in e.get("by_instruction", []) if x["name"] == i),
+               **{e["name"]: next((100 * x["strict_acc"] for x in e.get("by_instruction", []) if x["name"] == i), None)
+                  for e in evals}} for i in types]
+        md += ["Strict accuracy (%) per instruction type (n: instructions of that type in the first model's set):", "",
+               table(by, floatfmt="{:.1f}"), ""]
     return md

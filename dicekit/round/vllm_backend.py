@@ -22,7 +22,7 @@ including the first stop token (``finish_reason = "stop"``) or ``max_new_tokens`
 
 Seeds. The official code drew each of its K samples in a separate vLLM run seeded by the clock (so
 it cannot be reproduced). Here each prompt gets one vLLM request with ``n = K`` and a seed derived
-from its own key, ``dicekit.sampling.sample_key(seed, round, prompt_id, 0)`` (64 bits), as
+from its own key, ``dicekit.round.sampling.sample_key(seed, round, prompt_id, 0)`` (64 bits), as
 ``(key mod ⌊2^63 / K⌋) · K`` — a multiple of K below 2^63. vLLM gives the n children of a seeded
 request the seeds ``seed + 0 … seed + K − 1`` (vllm/v1/engine/parallel_sampling.py), so sample k of a
 prompt uses seed ``prompt_seed + k``: the K seeds of a prompt are spaced by K from the next
@@ -47,7 +47,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from dicekit.errors import UserError
-from dicekit.sampling import sample_key
+from dicekit.round.sampling import sample_key
 
 _SEED_LIMIT = 2**63  # vLLM seeds travel as int64 (msgpack) and seed a torch.Generator
 _LAUNCHER_ENV = ("RANK", "LOCAL_RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE", "GROUP_RANK", "ROLE_RANK",

@@ -5,7 +5,7 @@ ties count as wrong, as in dicekit.evals.reward_accuracy):
 
 * **implicit reward**: log π_policy − log π_ref, summed (dicekit.evals.reward_scoring), raw and
   length-regularised at α (reward − α·length, the paper's Eq. 5);
-* **scalar reward model**: a Bradley–Terry RM trained on the same offline pairs (dicekit.rm);
+* **scalar reward model**: a Bradley–Terry RM trained on the same offline pairs (dicekit.analysis.rm);
 * **LLM-as-judge**: the policy itself prompted to rate a response on an additive 0–5 scale, in the
   spirit of the paper's "Prompt" baseline (the prompt, ``JUDGE_PROMPT``, is dicekit's own). The score
   is the expected rating Σ k·p(k) / Σ p(k) over the next-token probabilities of the digits 0–5 right
@@ -164,7 +164,7 @@ def compare(pairs: pd.DataFrame, *, policy: str, reference: str, rm_dir: str | N
     rows = [ranker_row("implicit reward (DPO log-ratio)", m["dpo"], 0, truth, **kw),
             ranker_row(f"implicit reward, length-regularised (alpha={alpha:g})", m["lr"], 0, truth, **kw)]
     if rm_dir:
-        from dicekit.rm import score_pairs_rm
+        from dicekit.analysis.rm import score_pairs_rm
 
         c, r = score_pairs_rm(rm_dir, pairs)
         rows.append(ranker_row("scalar reward model (offline pairs)", c, r, truth, note=str(rm_dir), **kw))
@@ -180,20 +180,3 @@ def compare(pairs: pd.DataFrame, *, policy: str, reference: str, rm_dir: str | N
     rows.append(ranker_row("longer wins", m["longer"], 0, truth, note=f"length in {length_unit}", **kw))
     return {"n_pairs": n, "policy": policy, "reference": reference, "alpha": float(alpha), "length_unit": length_unit,
             "n_boot": n_boot, "seed": seed, "judge_prompt": JUDGE_PROMPT, "rankers": rows}
-
-
-def format_table(result: dict) -> str:
-    """The comparison as a markdown table (accuracy in %, 95% bootstrap interval)."""
-    has_truth = any("truth_accuracy" in r for r in result["rankers"])
-    head = "| ranker | agreement with labels | 95% CI | ties |" + (" agreement with truth |" if has_truth else "") + " note |"
-    lines = [head, "|" + "---|" * (head.count("|") - 1)]
-    for r in result["rankers"]:
-        acc = "n/a" if r["accuracy"] is None else f"{100 * r['accuracy']:.1f}%"
-        ci = "" if r.get("ci_low") is None else f"{100 * r['ci_low']:.1f}–{100 * r['ci_high']:.1f}%"
-        ties = "" if r.get("n_ties") is None else str(r["n_ties"])
-        truth = ""
-        if has_truth:
-            t = r.get("truth_accuracy")
-            truth = " " + ("" if t is None else f"{100 * t:.1f}%") + " |"
-        lines.append(f"| {r['ranker']} | {acc} | {ci} | {ties} |{truth} {r.get('note', '')} |")
-    return "\n".join(lines)

@@ -2,7 +2,7 @@
 
 Samples are generated shard by shard: a shard is a fixed run of consecutive prompts (all K samples
 of each), generated in fixed batches, so its batches are the same on every run, a resumed stage
-continues from the first shard not yet on disk, and ranks of a multi-process run split the shards. Each sample's randomness comes from its own key (dicekit.sampling), so it does
+continues from the first shard not yet on disk, and ranks of a multi-process run split the shards. Each sample's randomness comes from its own key (dicekit.round.sampling), so it does
 not depend on which other prompts share its batch either. Token IDs are kept exactly as sampled:
 ``prompt_ids`` is the templated prompt fed to the model, ``response_ids`` runs up to and including
 the first stop token (``finish_reason = "stop"``) or is ``max_new_tokens`` long (``"length"``).
@@ -21,7 +21,7 @@ import pandas as pd
 
 from dicekit import rundir
 from dicekit.progress import bar
-from dicekit.sampling import sample_key
+from dicekit.round.sampling import sample_key
 
 SAMPLE_COLUMNS = ["prompt_id", "sample_id", "prompt", "response", "prompt_ids", "response_ids",
                   "n_tokens", "n_chars", "finish_reason", "logp_sampler"]
@@ -55,7 +55,7 @@ def _generate_batch(model, pad_id: int, stop_ids, prompts: list[list[int]], keys
     logits in float32, stop token included), read off the logits the draw used.
 
     The loop makes the same forward calls as ``transformers``' ``generate`` with
-    :class:`~dicekit.sampling.KeyedSampler` (prompt forward with the last position's logits only, then
+    :class:`~dicekit.round.sampling.KeyedSampler` (prompt forward with the last position's logits only, then
     one token per step through the KV cache) and draws the same tokens (tested token for token), but
     a row leaves the batch as soon as it emits a stop token: its cache entries are dropped and later
     steps run on the rows still going. Greedy evaluation and samples of very unequal lengths then cost
@@ -65,8 +65,8 @@ def _generate_batch(model, pad_id: int, stop_ids, prompts: list[list[int]], keys
     import torch
     from transformers import DynamicCache
 
-    from dicekit.objectives import logits_logps
-    from dicekit.sampling import choose_tokens, uniforms
+    from dicekit.core.objectives import logits_logps
+    from dicekit.round.sampling import choose_tokens, uniforms
 
     device = next(model.parameters()).device
     ids, mask, pos = (t.to(device) for t in _left_pad(prompts, pad_id))
@@ -107,12 +107,12 @@ def _generate_batch(model, pad_id: int, stop_ids, prompts: list[list[int]], keys
 def _generate_batch_hf(model, pad_id: int, stop_ids, prompts: list[list[int]], keys: list[int], *,
                        max_new_tokens: int, temperature: float, top_p: float) -> list[tuple[list[int], str, float]]:
     """The same contract through ``transformers``' ``generate`` with the keyed draw as a logits
-    processor (:class:`~dicekit.sampling.KeyedSampler`): the reference :func:`_generate_batch` is
+    processor (:class:`~dicekit.round.sampling.KeyedSampler`): the reference :func:`_generate_batch` is
     tested against, and the "dicekit on HF generate" line of ``benchmarks/generation.py``."""
     import torch
     from transformers import GenerationConfig, LogitsProcessorList
 
-    from dicekit.sampling import KeyedSampler
+    from dicekit.round.sampling import KeyedSampler
 
     ids, mask, _ = _left_pad(prompts, pad_id)
     width = ids.shape[1]
@@ -152,7 +152,7 @@ def generate_samples(model, tokenizer, stop_ids, prompts: pd.DataFrame, work_dir
     order, sample_id). ``prompts`` has columns prompt_id, prompt, prompt_ids. A shard's prompts are
     generated ``batch_size // samples_per_prompt`` at a time (all K samples of a prompt in one batch).
     ``shards``: only these shard indices (a rank's share); default all. ``engine``: a
-    :class:`dicekit.vllm_backend.VLLMEngine` to sample with instead of ``model`` (HF)."""
+    :class:`dicekit.round.vllm_backend.VLLMEngine` to sample with instead of ``model`` (HF)."""
     work_dir.mkdir(parents=True, exist_ok=True)
     plan = shard_plan(len(prompts), shard_prompts)
     todo = list(range(len(plan))) if shards is None else list(shards)
@@ -188,7 +188,7 @@ def _sample_chunk(model, tokenizer, stop_ids, pad_id, chunk: pd.DataFrame, seed,
         outs = _generate_batch(model, pad_id, stop_ids, seqs, keys, max_new_tokens=max_new_tokens,
                                temperature=temperature, top_p=top_p)
     else:
-        from dicekit.vllm_backend import sample_prompts
+        from dicekit.round.vllm_backend import sample_prompts
 
         outs = [(r, f, float("nan") if lp is None else lp) for r, f, lp in sample_prompts(
             engine, [list(p) for p in chunk["prompt_ids"]], list(chunk["prompt_id"]), seed=seed, round_=round_,

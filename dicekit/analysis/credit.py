@@ -1,12 +1,12 @@
 """Per-token credit: where a response earned or lost its implicit reward.
 
 For a response y = (y_1 … y_n) to prompt x, token j's credit is
-``log π_policy(y_j | x, y_<j) − log π_ref(y_j | x, y_<j)`` (dicekit.objectives.implicit_reward applied
-per token), computed by the one scorer (dicekit.score.score_sequences, ``per_token=True``) on the
+``log π_policy(y_j | x, y_<j) − log π_ref(y_j | x, y_<j)`` (dicekit.core.objectives.implicit_reward applied
+per token), computed by the one scorer (dicekit.round.score.score_sequences, ``per_token=True``) on the
 sample's exact token IDs, so the credits of a sample sum to its reward (up to float rounding).
 
 :func:`write_token_credit` caches them in ``round_<t>/token_credit.parquet`` (schema in
-dicekit.runs; rows keyed by ``prompt_id``/``sample_id``; rows already there are kept and not
+dicekit.view.runs; rows keyed by ``prompt_id``/``sample_id``; rows already there are kept and not
 recomputed), for the dashboard. The models are the round's reward models: ``policy`` (π_{t-1}) and
 ``reference`` (π_{t-2}) from its ``config.yaml``. ``tokens`` holds each token decoded on its own
 (a character split across byte-level tokens shows as U+FFFD in each piece).
@@ -19,7 +19,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from dicekit import rundir, runs
+from dicekit import rundir
+from dicekit.view import runs
 from dicekit.errors import UserError
 
 COLUMNS = ["prompt_id", "sample_id", "token_ids", "tokens", "logratio"]
@@ -30,8 +31,8 @@ def token_logratios(policy: str, reference: str, prompt_ids: list, response_ids:
     """Per-token log π_policy − log π_ref of each response (float64 arrays), and the policy's tokenizer."""
     from dicekit.evals.reward_scoring import check_same_vocab
     from dicekit.models import load_model
-    from dicekit.reward import implicit_reward
-    from dicekit.score import score_sequences
+    from dicekit.core.reward import implicit_reward
+    from dicekit.round.score import score_sequences
 
     model, tok = load_model(policy, dtype=dtype)
     _, pol = score_sequences(model, prompt_ids, response_ids, per_token=True, tokens_per_batch=tokens_per_batch,

@@ -1,8 +1,8 @@
 """`dicekit eval reward-accuracy`: implicit-reward accuracy against preference labels.
 
 Every labelled pair (prompt, chosen, rejected) is scored under ``--policy`` and ``--reference``
-through the round's scorer, token-exact (dicekit.evals.reward_scoring), and ranked by each variant
-of dicekit.evals.reward_accuracy (DPO log-ratio, reference-free sum, length-normalised average,
+through the round's scorer, token-exact, and ranked by each variant
+(dicekit.evals.reward_accuracy.evaluate_reward_accuracy) (DPO log-ratio, reference-free sum, length-normalised average,
 length-regularised at ``--alpha``, and the "longer wins" rule), overall, by length-difference
 bucket, by ``subset`` when the data has one (a round's ``pairs.parquet``: its ``source``, generated or
 offline; ``--rewardbench`` adds RewardBench's section scores),
@@ -19,14 +19,9 @@ from __future__ import annotations
 import json
 import sys
 
-import numpy as np
-import pandas as pd
-
-from dicekit.cliutil import parser
+from dicekit.commands.cliutil import parser
 from dicekit.errors import UserError
 from dicekit.evals import reward_accuracy as RA
-
-KEEP = ("subset", "source", "truth", "chosen_quality", "rejected_quality", "alpha", "prompt_ids", "chosen_ids", "rejected_ids")
 
 
 def build_parser():
@@ -53,58 +48,6 @@ def build_parser():
     return p
 
 
-def load(data: str, split: str, limit: int | None) -> pd.DataFrame:
-    from dicekit.data import load_pairs
-
-    pairs = load_pairs(data, split, limit, keep=KEEP).dropna(axis=1, how="all")
-    if "subset" not in pairs and "source" in pairs:  # a round's pairs.parquet: generated vs offline
-        pairs = pairs.rename(columns={"source": "subset"})
-    return pairs
-
-
-def oracle_truth(pairs: pd.DataFrame) -> np.ndarray:
-    """+1/−1/0 per pair from the task world's oracle (NaN for prompts outside the world)."""
-    try:
-        from dicekit.world.oracle import quality
-    except ModuleNotFoundError as e:
-        if e.name not in ("dicekit.world", "dicekit.world.oracle"):
-            raise
-        raise UserError("--oracle world: the task world (dicekit.world) is not installed") from None
-
-    def q(prompt, reply):
-        try:
-            return quality(prompt, reply) if isinstance(prompt, str) else np.nan
-        except ValueError:
-            return np.nan
-
-    qc = [q(p, c) for p, c in zip(pairs["prompt"], pairs["chosen"])]
-    qr = [q(p, r) for p, r in zip(pairs["prompt"], pairs["rejected"])]
-    return RA.truth_from_quality(qc, qr)
-
-
-def attach_truth(pairs: pd.DataFrame, oracle: str | None) -> pd.DataFrame:
-    if oracle == "world":
-        return pairs.assign(truth=oracle_truth(pairs))
-    if "chosen_quality" in pairs and "rejected_quality" in pairs:
-        return pairs.assign(truth=RA.truth_from_quality(pairs["chosen_quality"], pairs["rejected_quality"]))
-    if "truth" in pairs:
-        t = pd.to_numeric(pairs["truth"], errors="coerce").to_numpy(np.float64)
-        if np.any(~np.isnan(t) & ~np.isin(t, (-1, 0, 1))):
-            raise UserError("field 'truth' must be +1 (chosen better), -1 (rejected better) or 0 (equal)")
-        return pairs.assign(truth=t)
-    return pairs
-
-
-def pick_alpha(args_alpha: float | None, pairs: pd.DataFrame) -> float:
-    if args_alpha is not None:
-        return float(args_alpha)
-    if "alpha" in pairs:
-        vals = pd.to_numeric(pairs["alpha"], errors="coerce").dropna().unique()
-        if len(vals) == 1:
-            return float(vals[0])
-    return 0.0
-
-
 def parse_edges(text: str | None) -> list[float] | None:
     if text is None:
         return None
@@ -115,23 +58,6 @@ def parse_edges(text: str | None) -> list[float] | None:
     if any(e <= 0 for e in edges):
         raise UserError(f"--bucket-edges {text!r}: edges must be positive")
     return edges
-
-
-def evaluate(policy: str, reference: str, pairs: pd.DataFrame, *, alpha: float | None = None,
-             length_unit: str = "chars", edges=None, rewardbench: bool = False, oracle: str | None = None,
-             n_boot: int = 1000, seed: int = 0, dtype: str = "float32", tokens_per_batch: int | None = None,
-             quiet: bool = True) -> tuple[dict, pd.DataFrame]:
-    """(summary dict, per-pair scores) for ``pairs`` (a load_pairs frame)."""
-    from dicekit.evals.reward_scoring import score_pairs
-
-    pairs = attach_truth(pairs, oracle)
-    a = pick_alpha(alpha, pairs)
-    scored = score_pairs(policy, reference, pairs, length_unit=length_unit, dtype=dtype,
-                         tokens_per_batch=tokens_per_batch, quiet=quiet)
-    summary = RA.summarize(scored, a, edges=edges, n_boot=n_boot, seed=seed, rewardbench=rewardbench)
-    summary = {"policy": policy, "reference": reference, "length_unit": length_unit, "n_boot": n_boot,
-               "seed": seed, **summary}
-    return summary, scored
 
 
 def format_text(s: dict) -> str:
@@ -175,11 +101,16 @@ def main(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
     from dicekit import rundir
 
-    pairs = load(args.data, args.split, args.limit)
-    summary, scored = evaluate(args.policy, args.reference, pairs, alpha=args.alpha, length_unit=args.length_unit,
-                               edges=parse_edges(args.bucket_edges), rewardbench=args.rewardbench, oracle=args.oracle,
-                               n_boot=args.n_boot, seed=args.seed, dtype=args.dtype,
-                               tokens_per_batch=args.tokens_per_batch, quiet=args.json)
+    pairs = RA.load_labelled_pairs(args.data, args.split, args.limit)
+    truth = None
+    if args.oracle == "world":
+        from dicekit.world.evaluate import oracle_truth
+
+        truth = oracle_truth(pairs)
+    summary, scored = RA.evaluate_reward_accuracy(
+        args.policy, args.reference, pairs, truth=truth, alpha=args.alpha, length_unit=args.length_unit,
+        edges=parse_edges(args.bucket_edges), rewardbench=args.rewardbench, n_boot=args.n_boot, seed=args.seed,
+        dtype=args.dtype, tokens_per_batch=args.tokens_per_batch, quiet=args.json)
     summary = {"data": args.data, "split": args.split, **summary}
     if args.out:
         rundir.write_json(args.out, summary)

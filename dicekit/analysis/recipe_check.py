@@ -40,7 +40,7 @@ from pathlib import Path
 
 from dicekit.errors import UserError
 
-GPU_TOKENS_PER_BATCH = 16384  # dicekit.score's scoring batch on a GPU (not imported: that module needs torch)
+GPU_TOKENS_PER_BATCH = 16384  # dicekit.round.score's scoring batch on a GPU (not imported: that module needs torch)
 
 GIB = 2**30
 HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,95}/[A-Za-z0-9][A-Za-z0-9._-]{0,95}$")

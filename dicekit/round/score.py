@@ -4,7 +4,7 @@
 the stop token included, computed on the IDs as sampled (never decode → re-encode). Sequences are
 sorted by length and packed into batches of about ``tokens_per_batch`` padded tokens (right
 padding); the decoder runs once per batch and the LM head + log-softmax are applied only at response
-positions, ``chunk_size`` positions at a time (dicekit.objectives.token_logps) — the
+positions, ``chunk_size`` positions at a time (dicekit.core.objectives.token_logps) — the
 (batch × length × vocab) tensor is never built.
 
 The K samples of a prompt share it: the prompt is run once and its key/value cache reused for the
@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 
 from dicekit import rundir
-from dicekit.objectives import token_logps
+from dicekit.core.objectives import token_logps
 from dicekit.progress import bar
 
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from dicekit.reward import implicit_reward  # noqa: F401  (re-exported: the one definition)
+from dicekit.core.reward import implicit_reward  # noqa: F401  (re-exported: the one definition)
 
 
 def logits_logps(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
