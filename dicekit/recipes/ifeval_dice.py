@@ -54,6 +54,7 @@ def build_offline_pairs(model_dir: str, prompts: list[dict], out: Path, annotato
     """Sample, label and write the offline pairs into ``out`` (atomically; shards resume from
     ``out``'s work folder). Returns counts."""
     from dicekit.round.generate import generate_samples
+    from dicekit.world.recipe import label_pairs
     from dicekit.models import load_model, prompt_ids, stop_token_ids
 
     work = out.parent / f".{out.name}.work"
@@ -67,17 +68,7 @@ def build_offline_pairs(model_dir: str, prompts: list[dict], out: Path, annotato
     del model
     samples["checker_score"] = [annotators.quality(p, r) for p, r in zip(samples["prompt"], samples["response"])]
     done = samples[samples["finish_reason"] == "stop"]
-    pairs, id_rows = [], []
-    for pid, group in done.groupby("prompt_id", sort=False):
-        group = group.reset_index(drop=True)
-        pick = annotators.best_and_worst(group["prompt"][0], list(group["response"]), key=(pid,))
-        if pick is None:
-            continue
-        c, r = group.iloc[pick[0]], group.iloc[pick[1]]
-        pairs.append({"prompt_id": pid, "prompt": c["prompt"], "chosen": c["response"], "rejected": r["response"],
-                      "checker_chosen": c["checker_score"], "checker_rejected": r["checker_score"]})
-        id_rows.append({"prompt_id": pid, "prompt_ids": list(c["prompt_ids"]), "chosen_ids": list(c["response_ids"]),
-                        "rejected_ids": list(r["response_ids"])})
+    pairs, id_rows = label_pairs(annotators, done, extra=("checker_score",))
     with rundir.atomic_path(out) as tmp:
         tmp.mkdir()
         rundir.write_jsonl(tmp / "offline_pairs.jsonl", pairs)
@@ -86,8 +77,8 @@ def build_offline_pairs(model_dir: str, prompts: list[dict], out: Path, annotato
     shutil.rmtree(work, ignore_errors=True)
     pf = pd.DataFrame(pairs)
     return {"samples": len(samples), "finished_samples": len(done), "pairs": len(pairs),
-            "chosen_follows_more": float((pf.checker_chosen > pf.checker_rejected).mean()) if len(pf) else None,
-            "chosen_follows_fewer": float((pf.checker_chosen < pf.checker_rejected).mean()) if len(pf) else None,
+            "chosen_follows_more": float((pf.checker_score_chosen > pf.checker_score_rejected).mean()) if len(pf) else None,
+            "chosen_follows_fewer": float((pf.checker_score_chosen < pf.checker_score_rejected).mean()) if len(pf) else None,
             "chosen_longer": float((pf.chosen.str.len() > pf.rejected.str.len()).mean()) if len(pf) else None}
 
 
