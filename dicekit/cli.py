@@ -19,7 +19,7 @@ COMMANDS: dict[tuple[str, ...], tuple[str, str]] = {
     ("demo",): ("dicekit.commands.demo", "the embedded default: task world, tiny model, 2 DICE rounds, report"),
     ("run-round",): ("dicekit.commands.run_round", "run (or resume) the next DICE round of a run"),
     ("eval", "alpaca"): ("dicekit.commands.eval_alpaca", "AlpacaEval 2: raw and length-controlled win rate"),
-    ("eval", "arena-hard"): ("dicekit.commands.eval_arena_hard", "Arena-Hard: Bradley-Terry score vs a baseline"),
+    ("eval", "arena-hard"): ("dicekit.commands.eval_arena_hard", "Arena-Hard v0.1 / v2.0: score vs the baseline(s)"),
     ("eval", "ifeval"): ("dicekit.commands.eval_ifeval", "IFEval: verifiable instruction following, strict/loose, prompt/instruction level"),
     ("eval", "reward-accuracy"): ("dicekit.commands.eval_reward_accuracy", "implicit-reward accuracy against preference labels"),
     ("train-rm",): ("dicekit.commands.train_rm", "train a scalar reward model on offline pairs (TRL RewardTrainer)"),

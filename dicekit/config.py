@@ -1,8 +1,12 @@
 """Frozen config dataclasses, loaded from YAML plus ``key=value`` overrides.
 
 One dataclass per command. Every field has a default that reproduces the paper's official recipe
-where one exists (STACK.md "The method, as its official code does it"). Unknown keys and values of
-the wrong type are :class:`~dicekit.errors.UserError` naming the file and the key. No torch here.
+where one exists (docs/method-notes.md, "The official recipe"). Unknown keys and values of the wrong
+type are :class:`~dicekit.errors.UserError` naming the file and the key. No torch here.
+
+Training settings are written down once, in :class:`TrainConfig`; :class:`RoundConfig` extends it, so
+a round config *is* the training config of its DPO stage and a YAML key such as ``beta`` reaches
+TRL's ``DPOConfig`` under its own name (``dicekit.round.train.dpo_args``). The YAML stays flat.
 """
 
 from __future__ import annotations
@@ -18,10 +22,52 @@ import yaml
 
 from dicekit.errors import UserError
 
+# Scoring batch sizes by device: padded tokens per batch and LM-head positions per chunk
+# (dicekit.round.score). A GPU wants large batches; on a CPU a batch-1 forward is already a well-shaped
+# matrix product, and small batches, whose activations stay in cache, run faster than large ones
+# (1,024 vs 16,384 tokens: benchmarks/README, "Scoring"). Here, not in dicekit.round.score, so that
+# check-recipe estimates the scorer's memory without importing torch.
+GPU_TOKENS_PER_BATCH, GPU_CHUNK = 16384, 1024
+CPU_TOKENS_PER_BATCH, CPU_CHUNK = 1024, 256
 
-@dataclass(frozen=True)
-class RoundConfig:
-    """One DICE run (all its rounds); `dicekit run-round` reads it."""
+
+@dataclass(frozen=True, kw_only=True)
+class TrainConfig:
+    """The DPO stage of a round (and of the task world's π_0). ``dicekit.round.train.dpo_args`` turns it into
+    TRL's ``DPOConfig``; the field names are the YAML keys of a round config."""
+
+    # official: β 0.1, lr 5e-7 constant, global batch 32, 300 steps
+    beta: float = 0.1
+    loss_type: tuple[str, ...] = ("sigmoid",)
+    loss_weights: tuple[float, ...] | None = None
+    learning_rate: float = 5e-7
+    lr_scheduler_type: str = "constant"
+    warmup_steps: int = 0
+    global_batch_size: int = 32
+    per_device_batch_size: int = 4
+    max_steps: int | None = 300  # None: train num_epochs epochs instead
+    num_epochs: float = 1.0
+    train_dtype: Literal["float32", "bfloat16"] = "float32"
+    gradient_checkpointing: bool = False
+    logging_steps: int = 1
+    report_to: tuple[str, ...] = ()
+    quiet: bool = False
+
+    def accumulation_steps(self, world_size: int = 1) -> int:
+        """Gradient-accumulation steps: ``global_batch_size // (per_device_batch_size × world_size)``,
+        at least 1. With 32, 4: 8 on one process, 1 on 8 processes, 2 on 3 processes (24 pairs a step)."""
+        return max(1, self.global_batch_size // (self.per_device_batch_size * world_size))
+
+    def pairs_per_step(self, world_size: int = 1) -> int:
+        """Pairs one optimizer step trains on: equal to ``global_batch_size`` when it divides evenly
+        (32, 4 on 3 processes: 2 × 4 × 3 = 24; on 16 processes: 1 × 4 × 16 = 64)."""
+        return self.accumulation_steps(world_size) * self.per_device_batch_size * world_size
+
+
+@dataclass(frozen=True, kw_only=True)
+class RoundConfig(TrainConfig):
+    """One DICE run (all its rounds); `dicekit run-round` reads it. Its training keys are
+    :class:`TrainConfig`'s fields; the rest are here."""
 
     run_dir: str
     policy: str  # π_0: the DPO-tuned model DICE starts from (path, hub id[@revision], or .gguf file)
@@ -32,7 +78,7 @@ class RoundConfig:
     offline_split: str = "train"
     max_prompts: int | None = None
     max_offline_pairs: int | None = None
-    seed: int = 42
+    seed: int = 42  # keys the samples; round t trains with seed + t
     num_rounds: int | None = None  # run-round stops (and says so) once this many rounds are finished
     backend: Literal["hf", "vllm"] = "hf"  # sampler; scoring and training always run in torch/TRL
     # vLLM (backend: vllm): one engine per process, tensor_parallel_size GPUs each
@@ -62,36 +108,21 @@ class RoundConfig:
     min_valid_samples: int = 8
     # scoring
     score_dtype: Literal["float32", "bfloat16", "float16"] = "float32"
-    score_tokens_per_batch: int | None = None  # padded tokens per scoring batch; None: 16384 on a GPU, 1024 on a CPU
+    score_tokens_per_batch: int | None = None  # padded tokens per scoring batch; None: GPU_/CPU_TOKENS_PER_BATCH
     # α* and pairs
     length_unit: Literal["chars", "tokens"] = "chars"
     alpha: float | None = None  # None: search α* on the grid; a number fixes α
     alpha_grid: tuple[float, float, float] = (0.0, 0.999, 0.001)  # start, stop (inclusive), step
     alpha_search: Literal["grid", "first_worsening"] = "grid"
     replay_ratio: float = 0.5  # γ: fraction of training pairs from the offline data
+    replay_counts: Literal["dicekit", "official"] = "dicekit"  # how many of each (pairs.replay_counts / replay_counts_official)
     max_pairs: int | None = None
-    # training (official: β 0.1, lr 5e-7 constant, global batch 32, 300 steps)
-    beta: float = 0.1
-    loss_type: tuple[str, ...] = ("sigmoid",)
-    loss_weights: tuple[float, ...] | None = None
-    learning_rate: float = 5e-7
-    lr_scheduler_type: str = "constant"
-    warmup_steps: int = 0
-    global_batch_size: int = 32
-    per_device_batch_size: int = 4
-    max_steps: int | None = 300  # None: train num_epochs epochs instead
-    num_epochs: float = 1.0
-    train_dtype: Literal["float32", "bfloat16"] = "float32"
-    gradient_checkpointing: bool = False
-    logging_steps: int = 1
-    report_to: tuple[str, ...] = ()
     # round diagnostic (dicekit.analysis.diagnose): agreement of the implicit reward with a judge; off unless asked
     diagnose: bool = False
     diagnose_judge: str = "oracle"  # oracle | hf:PATH_OR_ID | ifeval:PROMPTS.jsonl | OpenAI-compatible model | .yaml
     diagnose_judge_base_url: str | None = None
     diagnose_judge_api_key_env: str = "OPENAI_API_KEY"
     diagnose_max_pairs: int | None = 200  # comparisons per set (bounds judge cost)
-    quiet: bool = False
 
 
 def _check_type(value: Any, tp: Any, where: str) -> Any:
@@ -207,14 +238,32 @@ def load(cls, path: str | Path | None, overrides: list[str] | None = None, base:
 
 
 def to_dict(cfg) -> dict[str, Any]:
-    """Plain, YAML-safe dict (tuples become lists)."""
+    """Plain, YAML-safe dict (tuples become lists). A class's own keys come before the ones it
+    inherits, so ``run.yaml`` opens with ``run_dir`` and ``policy``, not with the training keys."""
 
     def plain(v):
         if isinstance(v, tuple):
             return [plain(x) for x in v]
         return v
 
-    return {f.name: plain(getattr(cfg, f.name)) for f in dataclasses.fields(cfg)}
+    own = type(cfg).__annotations__
+    names = [f.name for f in dataclasses.fields(cfg)]
+    names = [n for n in names if n in own] + [n for n in names if n not in own]
+    return {n: plain(getattr(cfg, n)) for n in names}
+
+
+def _validate_train(cfg: TrainConfig, source: str) -> None:
+    def bad(key, msg):
+        raise UserError(f"{source}: key '{key}': {msg}")
+
+    if cfg.global_batch_size % cfg.per_device_batch_size:
+        bad("global_batch_size", f"must be a multiple of per_device_batch_size ({cfg.per_device_batch_size})")
+    if cfg.beta <= 0:
+        bad("beta", "must be > 0")
+    if cfg.loss_weights is not None and len(cfg.loss_weights) != len(cfg.loss_type):
+        bad("loss_weights", "needs one weight per loss_type")
+    if cfg.max_steps is not None and cfg.max_steps < 1:
+        bad("max_steps", "must be >= 1 (or null to use num_epochs)")
 
 
 def _validate_round(cfg: RoundConfig, source: str) -> None:
@@ -244,17 +293,10 @@ def _validate_round(cfg: RoundConfig, source: str) -> None:
         bad("score_tokens_per_batch", "must be >= 1 (or null for the device's default)")
     if cfg.tensor_parallel_size < 1:
         bad("tensor_parallel_size", "must be >= 1")
-    if cfg.global_batch_size % cfg.per_device_batch_size:
-        bad("global_batch_size", f"must be a multiple of per_device_batch_size ({cfg.per_device_batch_size})")
-    if cfg.beta <= 0:
-        bad("beta", "must be > 0")
-    if cfg.loss_weights is not None and len(cfg.loss_weights) != len(cfg.loss_type):
-        bad("loss_weights", "needs one weight per loss_type")
     if cfg.policy_logp_from_sampler and cfg.backend == "hf" and (cfg.generate_dtype or cfg.score_dtype) != cfg.score_dtype:
         bad("policy_logp_from_sampler", f"needs generate_dtype = score_dtype ({cfg.score_dtype}): the sampler's "
             f"{cfg.generate_dtype} log-probs are not the scorer's")
-    if cfg.max_steps is not None and cfg.max_steps < 1:
-        bad("max_steps", "must be >= 1 (or null to use num_epochs)")
+    _validate_train(cfg, source)
 
 
-_VALIDATORS = {RoundConfig: _validate_round}
+_VALIDATORS = {TrainConfig: _validate_train, RoundConfig: _validate_round}

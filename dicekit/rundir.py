@@ -1,4 +1,4 @@
-"""The run-folder contract (shared/CONTRACT.md): paths, atomic writes, provenance.
+"""The run-folder contract (docs/run-folder.md): paths, atomic writes, provenance.
 
 Every file a stage produces is written aside (``.<name>.tmp-<pid>``) and renamed into place, so a
 file that exists is complete; a stage whose output exists is skipped on re-run. Work in progress

@@ -1,7 +1,7 @@
 """GPU tests (``pytest -m gpu``; skipped without CUDA).
 
 * the scorer on the GPU: float32 equals the CPU's float32; bfloat16 stays within a stated bound of it
-  (STACK.md: on SmolLM2-135M bf16 sums differ from fp32 by ~0.5 nats, which is why rounds score in fp32);
+  (docs/method-notes.md: on SmolLM2-135M bf16 sums differ from fp32 by ~0.5 nats, which is why rounds score in fp32);
 * vLLM on the GPU: the sampler's own log-probs (float32 engine) equal the HF scorer's; the sample
   contract (stop token kept, "length" = max_new_tokens) holds;
 * a tiny round end to end on the GPU (HF backend, and vLLM when installed), the run folder complete.

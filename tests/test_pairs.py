@@ -1,5 +1,7 @@
 """α*, pair selection and replay on tables small enough to check by eye."""
 
+import doctest
+
 import numpy as np
 import pytest
 
@@ -23,6 +25,11 @@ def table():
     reward = np.array([5.0, 3.0, 1.0, 2.0, 4.0, 0.0])
     length = np.array([10, 2, 1, 8, 12, 4])
     return P.pack(pid, sid, reward, length)
+
+
+def test_docstring_examples():
+    result = doctest.testmod(P)
+    assert result.attempted > 0 and result.failed == 0
 
 
 def test_reward_lr_is_eq5():
@@ -57,6 +64,37 @@ def test_first_worsening_stops_like_the_official_code(monkeypatch):
     alpha, tried, mean, _ = P.search_alpha(None, grid, "first_worsening")
     assert alpha == 0.1 and tried.tolist() == [0.0, 0.1, 0.2] and mean.tolist() == [9.0, -5.0, 7.0]
     assert P.search_alpha(None, grid, "grid")[0] == 0.3
+
+
+def test_first_worsening_returns_the_first_alpha_of_a_plateau():
+    """One prompt, three samples (reward, length): c (1.0, 3), r (0.0, 2), L (0.5, 11).
+    Scores at α: 1 − 3α, −2α, 0.5 − 11α. Chosen c while 1 − 3α > −2α (α < 1); rejected r while
+    −2α < 0.5 − 11α, i.e. α < 0.5/9 ≈ 0.056, then L. Grid 0, 0.02, 0.04, 0.1, 0.2:
+    diff = 3 − 2 = 1 on 0, 0.02, 0.04 (a plateau), 3 − 11 = −8 at 0.1 (worse: the walk stops there).
+    The official argmin over the walked |1, 1, 1, 8| is the first: α* = 0 (the old walk kept 0.04)."""
+    g = P.pack(np.array(["a"] * 3), np.arange(3), np.array([1.0, 0.0, 0.5]), np.array([3, 2, 11]))
+    grid = np.array([0.0, 0.02, 0.04, 0.1, 0.2])
+    assert P.sweep(g, grid)[0].tolist() == [1.0, 1.0, 1.0, -8.0, -8.0]
+    alpha, tried, mean, n = P.search_alpha(g, grid, "first_worsening")
+    assert alpha == 0.0 and tried.tolist() == [0.0, 0.02, 0.04, 0.1] and mean.tolist() == [1.0, 1.0, 1.0, -8.0]
+    assert P.search_alpha(g, grid, "grid")[0] == 0.0
+    # a flat walk never worsens: every value is walked and the first is kept
+    alpha, tried, *_ = P.search_alpha(g, grid[:3], "first_worsening")
+    assert alpha == 0.0 and len(tried) == 3
+
+
+def test_first_worsening_compares_with_the_smallest_so_far(monkeypatch):
+    """|mean| 6, 4, 4, 5, 3: 5 exceeds the minimum 4 → stop at the fourth value; α* = the first 4."""
+    grid = np.array([0.0, 0.1, 0.2, 0.3, 0.4])
+    monkeypatch.setattr(P, "sweep", lambda g, a: (np.array([6.0, 4.0, -4.0, 5.0, 3.0]), np.ones(5, dtype=int)))
+    alpha, tried, *_ = P.search_alpha(None, grid, "first_worsening")
+    assert alpha == 0.1 and tried.tolist() == [0.0, 0.1, 0.2, 0.3]
+
+
+def test_response_chars_ignores_surrounding_whitespace():
+    """The official code measures len(text.strip()); inner whitespace counts."""
+    assert P.response_chars("Yes, it is.\n\n") == 11 and P.response_chars(" a b ") == 3
+    assert P.response_chars("   ") == 0
 
 
 def test_degenerate_identical_responses_and_short_groups():
@@ -113,6 +151,27 @@ def test_replay_counts_limited_offline_and_cap():
     assert P.replay_counts(100, 40, 0.5) == (40, 40)
     assert P.replay_counts(100, 500, 0.25, max_pairs=80) == (60, 20)
     assert P.replay_counts(100, 500, 1.0, max_pairs=80) == (0, 80)
+
+
+@pytest.mark.parametrize("n_gen,n_total,n_avail,gamma,official,ours", [
+    # the demo's round 1: 400 generated, 600 offline; official min(int(600·0.5), 400) = 300, int(0.5·300/0.5) = 300
+    (400, 600, 600, 0.5, (300, 300), (400, 400)),
+    # γ = 0.4: official n_gen = min(int(1000·0.6), 100) = 100, n_off = int(0.4·100/0.6) = int(66.7) = 66; ours rounds to 67
+    (100, 1000, 1000, 0.4, (100, 66), (100, 67)),
+    # few offline pairs: official n_gen = min(int(50·0.75), 100) = 37, n_off = int(0.25·37/0.75) = 12;
+    # ours keeps 100 generated and wants 33 offline but 50 − 20 used = 30 are left → 30 offline, 90 generated
+    (100, 50, 30, 0.25, (37, 12), (90, 30)),
+    (100, 500, 500, 0.0, (100, 0), (100, 0)),  # γ = 0: every generated pair (official: no mix step)
+    (100, 500, 500, 1.0, (0, 500), (0, 500)),  # γ = 1: offline only (official: division by zero)
+])
+def test_replay_counts_official_and_dicekit(n_gen, n_total, n_avail, gamma, official, ours):
+    assert P.replay_counts_official(n_gen, n_total, n_avail, gamma) == official
+    assert P.replay_counts(n_gen, n_avail, gamma) == ours
+
+
+def test_replay_counts_official_never_asks_for_more_than_is_left():
+    # official wants int(0.5·300/0.5) = 300 offline, only 120 are from unused prompts: cut to 120
+    assert P.replay_counts_official(400, 600, 120, 0.5) == (300, 120)
 
 
 def test_draw_offline_avoids_used_prompts_and_is_seeded():

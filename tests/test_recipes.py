@@ -34,7 +34,7 @@ def run(argv, capsys):
 
 @pytest.mark.parametrize("name", sorted(RECIPES))
 def test_recipe_has_the_official_hyperparameters(name):
-    """STACK.md "The method, as its official code does it": K 16, 2048 new tokens, β 0.1, lr 5e-7
+    """docs/method-notes.md, "The official recipe": K 16, 2048 new tokens, β 0.1, lr 5e-7
     constant, global batch 32, 300 steps, γ 0.5, 2 rounds, 8 valid samples, ≤3/≥6700 characters;
     Zephyr T 0.7 / top-p 0.9, Llama-3 T 0.9 / top-p 1.0; π_0 / π_{-1} as in the paper."""
     cfg = load(RoundConfig, RECIPES[name] / "round.yaml")
@@ -78,7 +78,7 @@ def test_accelerate_configs_parse_with_accelerate(name, file):
 
 
 def test_readmes_give_the_published_numbers_and_commands():
-    """AlpacaEval 2 LC / WR from the paper (STACK.md), and the commands to run."""
+    """AlpacaEval 2 LC / WR from the paper (docs/method-notes.md), and the commands to run."""
     published = {"zephyr-7b": ["12.69", "10.71", "19.03", "17.67", "20.71", "20.16"],
                  "llama3-8b": ["18.20", "15.50", "25.08", "25.77", "27.55", "30.99"]}
     for name, numbers in published.items():
@@ -200,9 +200,14 @@ def test_bad_flag_exits_2(capsys):
     assert rc == 2 and "--mfu" in err
 
 
-def test_check_recipe_assumes_the_scorers_gpu_batch():
-    """recipe_check keeps its own copy of the scorer's GPU batch size (it must not import torch)."""
-    from dicekit.analysis.recipe_check import GPU_TOKENS_PER_BATCH
-    from dicekit.round.score import GPU_TOKENS_PER_BATCH as scorer
-
-    assert GPU_TOKENS_PER_BATCH == scorer
+def test_scoring_estimate_and_batch_warning_worked_by_hand(capsys):
+    """Zephyr recipe (Mistral 7B, score_dtype float32, per_device_batch_size 1, global 32). Scoring on a
+    GPU: 16,384 tokens × (4·4096 + 3·14336) × 4 bytes + 1,024 LM-head positions × 32,000 × 4 bytes
+    = 3,892,314,112 + 131,072,000 bytes. On 3 GPUs: 32 // 3 = 10 accumulation steps × 3 = 30 pairs a step,
+    so 300 steps see 9,000 of the 9,600 pairs (0.94 epochs)."""
+    rc, out, err = run(["check-recipe", str(RECIPES["zephyr-7b"] / "round.yaml"), "--gpus", "3", "--json"], capsys)
+    assert rc == 0, err
+    r = json.loads(out)
+    assert r["estimate"]["score"]["activations_gib"] == pytest.approx((3_892_314_112 + 131_072_000) / 2**30, rel=1e-12)
+    assert any("each step trains on 30 pairs" in w for w in r["warnings"])
+    assert any("9000 pairs for 9600 pairs: 0.94 epochs" in w for w in r["warnings"])

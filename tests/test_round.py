@@ -42,6 +42,7 @@ def test_round_writes_the_contract(round_values):
     assert len(samples) == 12 * 4 and sorted(samples.sample_id.unique()) == [0, 1, 2, 3]
     v = samples[samples.valid]
     assert np.allclose(v.reward, v.logp_policy - v.logp_ref)
+    assert (samples.n_chars == samples.response.str.strip().str.len()).all()  # as the official len(text.strip())
     assert samples.loc[~samples.valid, "logp_policy"].isna().all()
     conf = yaml.safe_load((rdir / "config.yaml").read_text())
     assert all(k in conf for k in CONFIG_KEYS) and conf["round"] == 1
@@ -84,6 +85,22 @@ def test_gamma_zero_and_one(round_values):
     only_off = run_round(build(RoundConfig, vals, "t"))
     p = pd.read_parquet(only_off / "pairs.parquet")
     assert set(p.source) == {"offline"} and len(p) == 8
+
+
+def test_replay_counts_official(round_values):
+    """30 offline pairs, γ = 0.75: official n_gen = min(int(30·0.25), G) = min(7, G) generated pairs and
+    int(0.75·n_gen/0.25) = 3·n_gen offline, where G is the number of prompts that gave a pair."""
+    from dicekit.core import pairs as P
+
+    vals = {**round_values, "replay_ratio": 0.75, "replay_counts": "official", "max_steps": 1}
+    rdir = run_round(build(RoundConfig, vals, "t"))
+    samples = pd.read_parquet(rdir / "samples.parquet")
+    alpha = yaml.safe_load((rdir / "config.yaml").read_text())["alpha"]
+    valid, groups = P.pack_valid(samples, "chars")
+    n_all = int(P.select(groups, alpha).keep.sum())
+    assert n_all >= 7  # the tiny world's 12 prompts give enough pairs for the cap to bind
+    pairs = pd.read_parquet(rdir / "pairs.parquet")
+    assert (pairs.source == "generated").sum() == 7 and (pairs.source == "offline").sum() == 21
 
 
 def test_resume_after_sigkill_equals_uninterrupted(round_values, tmp_path):

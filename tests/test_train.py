@@ -7,9 +7,10 @@ import pandas as pd
 import pytest
 
 from dicekit.models import load_model, prompt_ids
+from dicekit.config import RoundConfig, TrainConfig, build
 from dicekit.core.objectives import implicit_reward
 from dicekit.round.score import score_sequences
-from dicekit.round.train import TrainConfig, dpo_args, train_dpo
+from dicekit.round.train import dpo_args, train_dpo
 
 
 def test_trl_logged_rewards_equal_dicekit_implicit_reward(tiny_world, tmp_path):
@@ -29,7 +30,8 @@ def test_trl_logged_rewards_equal_dicekit_implicit_reward(tiny_world, tmp_path):
     want_c = beta * implicit_reward(score_sequences(pol, p, c), rows["ref_chosen_logps"].to_numpy()).mean()
     want_r = beta * implicit_reward(score_sequences(pol, p, r), rows["ref_rejected_logps"].to_numpy()).mean()
     cfg = TrainConfig(beta=beta, learning_rate=1e-3, global_batch_size=4, per_device_batch_size=4, max_steps=2, quiet=True)
-    summary = train_dpo(tiny_world["policy"], rows, tmp_path / "model", cfg, tmp_path / "log.jsonl", tmp_path / "work")
+    summary = train_dpo(tiny_world["policy"], rows, tmp_path / "model", cfg, tmp_path / "log.jsonl", tmp_path / "work",
+                        seed=0)
     first = json.loads((tmp_path / "log.jsonl").read_text().splitlines()[0])
     assert abs(first["rewards/chosen"] - want_c) < 1e-4
     assert abs(first["rewards/rejected"] - want_r) < 1e-4
@@ -41,11 +43,41 @@ def test_trl_logged_rewards_equal_dicekit_implicit_reward(tiny_world, tmp_path):
 
 
 def test_dpo_args_batch_and_warmup():
-    args = dpo_args(TrainConfig(global_batch_size=32, per_device_batch_size=4, warmup_steps=0), "/tmp/x")
+    args = dpo_args(TrainConfig(global_batch_size=32, per_device_batch_size=4, warmup_steps=0), "/tmp/x", seed=0)
     assert args.gradient_accumulation_steps == 8 and args.lr_scheduler_type.value == "constant"
-    args = dpo_args(TrainConfig(warmup_steps=50), "/tmp/x")
+    args = dpo_args(TrainConfig(warmup_steps=50), "/tmp/x", seed=0)
     assert args.lr_scheduler_type.value == "constant_with_warmup" and args.warmup_steps == 50
     assert args.precompute_ref_log_probs and args.max_length is None
+
+
+def test_round_yaml_keys_reach_dpo_config():
+    """A flat round config is the DPO stage's TrainConfig: its keys arrive in TRL's DPOConfig as read,
+    and the trainer's seed is the one the round passes (seed + t)."""
+    values = {"run_dir": "r", "policy": "p", "reference": "q", "prompts": "x", "replay_ratio": 0.0,
+              "beta": 0.37, "learning_rate": 2e-6, "loss_type": ["sigmoid", "sft"], "loss_weights": [1.0, 0.5],
+              "global_batch_size": 24, "per_device_batch_size": 2, "max_steps": 7, "logging_steps": 3}
+    cfg = build(RoundConfig, values, "round.yaml")
+    assert isinstance(cfg, TrainConfig)
+    args = dpo_args(cfg, "/tmp/x", seed=cfg.seed + 2, world_size=3)
+    assert args.beta == 0.37 and args.learning_rate == 2e-6 and args.max_steps == 7 and args.logging_steps == 3
+    assert list(args.loss_type) == ["sigmoid", "sft"] and list(args.loss_weights) == [1.0, 0.5]
+    assert args.per_device_train_batch_size == 2 and args.gradient_accumulation_steps == 4  # 24 // (2 × 3)
+    assert args.seed == args.data_seed == 44
+
+
+def test_accumulation_steps_worked_by_hand():
+    cfg = TrainConfig(global_batch_size=32, per_device_batch_size=4)
+    assert [cfg.accumulation_steps(n) for n in (1, 3, 8, 16)] == [8, 2, 1, 1]
+    assert [cfg.pairs_per_step(n) for n in (1, 3, 8, 16)] == [32, 24, 32, 64]
+
+
+def test_training_keys_are_validated_on_their_own():
+    from dicekit.errors import UserError
+
+    with pytest.raises(UserError, match="key 'beta': must be > 0"):
+        build(TrainConfig, {"beta": 0}, "train.yaml")
+    with pytest.raises(UserError, match="unknown key 'seed'"):
+        build(TrainConfig, {"seed": 1}, "train.yaml")  # the trainer's seed is the caller's (seed + t)
 
 
 def test_fsdp_that_would_save_shards_is_refused_before_training():

@@ -73,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
     from dicekit.recipes import ifeval_dice as R
     from dicekit.recipes.ifeval_prompts import make_prompts
     from dicekit.round.run import run_round
-    from dicekit.round.train import TrainConfig
+    from dicekit.config import TrainConfig
 
     if not torch.cuda.is_available():
         torch.set_num_threads(2)
@@ -137,8 +137,8 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(info), flush=True)
 
     def pi_0():
-        tcfg = TrainConfig(**PI0, logging_steps=1, seed=args.seed)
-        info = R.build_pi_0(pi_m1, out / "offline", out / "pi_0", tcfg)
+        tcfg = build(TrainConfig, dict(PI0, logging_steps=1), "smollm2-ifeval pi_0 settings")
+        info = R.build_pi_0(pi_m1, out / "offline", out / "pi_0", tcfg, args.seed)
         rundir.write_json(out / "pi_0_info.json", info)
 
     def ablation_runs():

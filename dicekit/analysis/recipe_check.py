@@ -21,7 +21,8 @@ Estimates (per GPU, GiB = 2^30 bytes), each with its assumptions spelled out in 
   per micro-batch = 2 (chosen + rejected) × per_device_batch_size × (prompt + max_new_tokens).
   Plus fp32 logits of one micro-batch (an upper bound: TRL computes them in chunks).
 * **score** (the HF scorer, one model per process): weights in ``score_dtype`` + one batch of
-  ``score_tokens_per_batch`` tokens (default: the GPU batch) × ``(4h + 3I)`` activations + a 1024-position fp32 LM-head chunk.
+  ``score_tokens_per_batch`` tokens (default: the GPU batch, ``config.GPU_TOKENS_PER_BATCH``) × ``(4h + 3I)``
+  activations + a ``config.GPU_CHUNK``-position fp32 LM-head chunk.
 * **generate** (vLLM): bf16 weights / tensor_parallel_size, and the KV cache per token
   ``2·L·kv_heads·head_dim·2`` bytes — the tokens that fit in the rest of ``gpu_memory_utilization``.
 * **time**: FLOPs at ``mfu`` × the GPU's dense peak (2·P per token scored — each prompt once per model,
@@ -38,9 +39,8 @@ import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from dicekit.config import GPU_CHUNK, GPU_TOKENS_PER_BATCH
 from dicekit.errors import UserError
-
-GPU_TOKENS_PER_BATCH = 16384  # dicekit.round.score's scoring batch on a GPU (not imported: that module needs torch)
 
 GIB = 2**30
 HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,95}/[A-Za-z0-9][A-Za-z0-9._-]{0,95}$")
@@ -209,7 +209,8 @@ def estimate(cfg, arch: Arch, a: Assumptions, strategies: list[str], n_offline: 
         train[s] = {"states_gib": states / GIB, "activations_gib": act / GIB, "total_gib": (states + act) / GIB,
                     "fits": (states + act) / GIB <= mem}
     sb = DTYPE_BYTES[cfg.score_dtype]
-    score_act = (cfg.score_tokens_per_batch or GPU_TOKENS_PER_BATCH) * (4 * arch.hidden + 3 * arch.intermediate) * sb + 1024 * arch.vocab * 4
+    score_act = ((cfg.score_tokens_per_batch or GPU_TOKENS_PER_BATCH) * (4 * arch.hidden + 3 * arch.intermediate) * sb
+                 + GPU_CHUNK * arch.vocab * 4)
     score = {"weights_gib": P * sb / GIB, "activations_gib": score_act / GIB,
              "total_gib": (P * sb + score_act) / GIB}
     tp = getattr(cfg, "tensor_parallel_size", 1) or 1
@@ -286,20 +287,19 @@ def check_recipe(config_path: str, overrides: list[str] | None = None, accelerat
         a = Assumptions(**{**asdict(assumptions), "gpus": acc["num_processes"]})
     else:
         acc, strategies, a = None, ["ddp", "fsdp", "zero3"], assumptions
-    # batch arithmetic, as train.dpo_args computes it
-    per_step = cfg.per_device_batch_size * a.gpus
-    accum = max(1, cfg.global_batch_size // per_step)
-    if cfg.global_batch_size % per_step:
+    # batch arithmetic: the TrainConfig methods train.dpo_args uses
+    pairs_per_step = cfg.pairs_per_step(a.gpus)
+    if pairs_per_step != cfg.global_batch_size:
         warnings.append(f"global_batch_size {cfg.global_batch_size} is not a multiple of per_device_batch_size × "
-                        f"{a.gpus} GPUs = {per_step}: each step trains on {accum * per_step} pairs")
+                        f"{a.gpus} GPUs = {cfg.per_device_batch_size * a.gpus}: each step trains on {pairs_per_step} pairs")
     big = pa is not None and pa.params > 1e9
     if big and getattr(cfg, "backend", "hf") == "hf":
         warnings.append("backend hf samples with transformers' generate; for a model this size use backend: vllm")
     n_pairs = cfg.max_pairs
     if cfg.max_steps and n_pairs:
-        epochs = cfg.max_steps * accum * per_step / n_pairs
+        epochs = cfg.max_steps * pairs_per_step / n_pairs
         if abs(epochs - 1.0) > 0.05:
-            warnings.append(f"max_steps × batch = {cfg.max_steps * accum * per_step} pairs for {n_pairs} pairs: "
+            warnings.append(f"max_steps × batch = {cfg.max_steps * pairs_per_step} pairs for {n_pairs} pairs: "
                             f"{epochs:.2f} epochs")
     n_offline = int(round((n_pairs or 0) * cfg.replay_ratio))
     est = estimate(cfg, pa, a, strategies, n_offline) if pa else None

@@ -7,7 +7,7 @@ initialised from a causal LM folder (its LM head unused, a fresh scalar head on 
 
 Token IDs: the trainer gets pre-tokenised rows ``chosen_ids``/``rejected_ids`` = templated prompt +
 reply + end-of-turn, built exactly as the implicit-reward scorer builds them
-(dicekit.evals.reward_scoring.token_ids), so TRL never re-tokenises text (STACK.md: its text path
+(dicekit.evals.reward_scoring.token_ids), so TRL never re-tokenises text (docs/method-notes.md: its text path
 appends ``tokenizer.eos_token``, not necessarily the model's end-of-turn). ``rm_scores`` reads the
 scalar at the same last token. The end-of-turn id is saved with the model (``dicekit_rm.json``).
 """

@@ -1,9 +1,14 @@
-"""`dicekit eval arena-hard`: Arena-Hard v0.1 — generate, judge, or only score existing judgments.
+"""`dicekit eval arena-hard`: Arena-Hard v0.1 and v2.0 — generate, judge, or only score existing judgments.
 
 Modes:
-  --judgments FILE [FILE ...]              scores only (Bradley–Terry vs the baseline; no judge calls)
+  --judgments FILE [FILE ...]              scores only (no judge calls); several judge folders pool
   --arena-hard-dir DIR --answers FILE      judge these answers (arena-hard-auto model_answer format)
   --arena-hard-dir DIR --model PATH_OR_ID  generate answers first, then judge
+
+The version follows the files: v0.1's layout (``question_id``) is scored as v0.1's show_result.py
+(Bradley–Terry against one baseline, 95% interval); the current layout (``uid``, ``category``:
+Arena-Hard v2.0, and a current checkout's v0.1 data) as v2.0's (per-category baselines, mean battle
+score, 5–95% interval). ``--version`` picks the benchmark folder of a checkout.
 
 Judging writes ``OUT/model_answer/<name>.jsonl`` and ``OUT/model_judgment/<judge>/<name>.jsonl`` in
 arena-hard-auto's formats; each question's row is appended as soon as both games are judged, and
@@ -19,14 +24,20 @@ from dicekit.commands.cliutil import parser
 
 
 def build_parser():
-    p = parser("eval arena-hard", "Arena-Hard: Bradley-Terry score against the baseline (= 50) with a bootstrap 95% CI.")
+    p = parser("eval arena-hard", "Arena-Hard v0.1 / v2.0: score against the baseline (= 50) with a bootstrap interval.")
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--judgments", nargs="+", help="judgment .jsonl files (or folders of them): scores only")
     src.add_argument("--answers", help="the model's answers (.jsonl, arena-hard-auto format): judge them")
     src.add_argument("--model", help="generate answers with this model, then judge them")
-    p.add_argument("--arena-hard-dir", help="arena-hard-auto checkout, its data/arena-hard-v0.1 folder, or hub:OWNER/NAME")
-    p.add_argument("--baseline", help="baseline model name (default: the judge config's, else gpt-4-0314)")
-    p.add_argument("--style-control", action="store_true", help="length and markdown features in the BT fit")
+    p.add_argument("--arena-hard-dir", help="arena-hard-auto checkout, its data/arena-hard-<version> folder, or hub:OWNER/NAME")
+    p.add_argument("--version", choices=["v0.1", "v2.0"], help="benchmark (default: v2.0 if the checkout has it, "
+                   "else v0.1; judgment files: their layout)")
+    p.add_argument("--baseline", help="baseline model name (default v0.1: the judge config's, else gpt-4-0314; "
+                   "v2.0: each category's own)")
+    p.add_argument("--category", nargs="+", help="v2.0 categories to score (default: all in the judgments)")
+    p.add_argument("--style-control", action="store_true", help="length and markdown features in the fit")
+    p.add_argument("--control-features", nargs="+", choices=["length", "markdown"],
+                   help="v2.0: style control on these features only (implies --style-control)")
     p.add_argument("--bootstrap-rounds", type=int, default=100)
     p.add_argument("--seed", type=int, default=0, help="bootstrap (and sampling) seed")
     p.add_argument("--name", help="model name for generated answers")
@@ -60,15 +71,26 @@ def main(argv: list[str]) -> int:
     endpoint = {"base_url": args.judge_base_url or OPENAI_BASE_URL, "api_key_env": args.judge_api_key_env,
                 "timeout_s": args.timeout, "max_retries": args.max_retries, "concurrency": args.concurrency}
     result = evaluate_arena_hard(judgments=args.judgments, answers=args.answers, model=args.model,
-                                 arena_hard_dir=args.arena_hard_dir, baseline=args.baseline,
-                                 style_control=args.style_control, bootstrap_rounds=args.bootstrap_rounds,
+                                 arena_hard_dir=args.arena_hard_dir, version=args.version, baseline=args.baseline,
+                                 category=args.category, style_control=args.style_control,
+                                 control_features=args.control_features, bootstrap_rounds=args.bootstrap_rounds,
                                  seed=args.seed, name=args.name, out=args.out, max_questions=args.max_questions,
                                  generation=generation, judge_model=args.judge, judge_endpoint=endpoint,
                                  quiet=args.json)
     if args.json:
         print(json.dumps(result))
+    elif result["version"] == "v0.1":
+        print(f"# Arena-Hard v0.1, judge {', '.join(result['judges']) or '?'}, baseline {result['baseline']}")
+        _print_board(result["leaderboard"], "95% CI")
     else:
-        for r in result["leaderboard"]:
-            ci = "" if r.get("baseline") else f"  95% CI [{r['ci_low']:.1f}, {r['ci_high']:.1f}]  ({r['n_battles']} battles)"
-            print(f"{r['model']:<40} {r['score']:5.1f}{ci}")
+        for cat, res in result["categories"].items():
+            style = f", style control: {' + '.join(result['style_control'])}" if result["style_control"] else ""
+            print(f"# Arena-Hard {cat}, judge {', '.join(result['judges']) or '?'}, baseline {res['baseline']}{style}")
+            _print_board(res["leaderboard"], "5-95%")
     return 0
+
+
+def _print_board(board: list[dict], interval: str) -> None:
+    for r in board:
+        ci = "" if r.get("baseline") else f"  {interval} [{r['ci_low']:.1f}, {r['ci_high']:.1f}]  ({r['n_battles']} battles)"
+        print(f"{r['model']:<40} {r['score']:5.1f}{ci}")

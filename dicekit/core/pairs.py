@@ -9,11 +9,16 @@ Implements the paper's Eq. 5–6 and its experience replay (Sec. 3.2):
   and dropped when its two scores are equal or its two responses have identical token IDs.
 * α* = the grid value minimising ``|mean(length(chosen) - length(rejected))|`` over the pairs that α
   selects (Eq. 6). ``mode="grid"`` scans the whole grid (ties → the smallest α);
-  ``mode="first_worsening"`` reproduces the official code, which walks the grid upwards and stops at
-  the first α whose |mean| is larger than the previous one's, keeping the previous α.
+  ``mode="first_worsening"`` reproduces the official code (sail-sg/dice 865aa6d,
+  ``generate_lc_paired_set.optimize_alpha``), which walks the grid upwards, stops at the first α
+  whose |mean| is larger than the smallest seen so far, and returns the argmin over the values it
+  walked — on a plateau of equal |mean|, the FIRST α of the plateau.
 * Replay (γ = ``replay_ratio``): the fraction of a round's pairs taken from the offline dataset, from
-  prompts the generated pairs do not use. Deliberate deviation: γ = 1 (offline only) is allowed; the
-  official code crashes there.
+  prompts the generated pairs do not use. Two ways to count them: :func:`replay_counts` (dicekit's
+  default: keep every generated pair, add offline ones to reach γ) and :func:`replay_counts_official`
+  (``create_mix_paired_set``: the generated part is capped by ⌊|offline|·(1 − γ)⌋, both parts
+  truncated to integers). Deliberate deviation: γ = 1 (offline only) is allowed; the official code
+  crashes there.
 
 Vectorisation: samples are packed into a (prompts × K) matrix, and many α values are evaluated at
 once as an (alphas × prompts × K) array; the sweep skips cells whose pair provably cannot change
@@ -200,7 +205,9 @@ def search_alpha(groups: Groups, alphas, mode: str = "grid") -> tuple[float, np.
 
     ``mode="grid"``: argmin of |mean| over the whole grid (first minimum on ties; nan ignored).
     ``mode="first_worsening"``: the official code's walk — stop at the first α whose |mean| exceeds
-    the previous α's and keep the previous one; only the α values it evaluated are returned.
+    the smallest |mean| so far and return the first α reaching that smallest value (np.argmin over
+    the walked values); only the α values it evaluated, the worsening one included, are returned.
+    A grid value keeping no pair (nan) is skipped; the official code has no such case.
     """
     alphas = np.asarray(alphas, dtype=np.float64)
     if mode not in ("grid", "first_worsening"):
@@ -212,13 +219,16 @@ def search_alpha(groups: Groups, alphas, mode: str = "grid") -> tuple[float, np.
     if mode == "grid":
         best = int(np.nanargmin(absm))
         return float(alphas[best]), alphas, mean, count
-    best = 0
-    for i in range(1, len(alphas)):
-        if absm[i] > absm[i - 1]:
+    best, walked = None, len(alphas)
+    for i, a in enumerate(absm):
+        if np.isnan(a):
+            continue  # no pair at this α: neither a candidate nor a worsening
+        if best is None or a < absm[best]:
+            best = i
+        elif a > absm[best]:
+            walked = i + 1  # the official walk evaluates the worsening α, then stops
             break
-        best = i
-    tried = min(best + 2, len(alphas))
-    return float(alphas[best]), alphas[:tried], mean[:tried], count[:tried]
+    return float(alphas[best]), alphas[:walked], mean[:walked], count[:walked]
 
 
 def replay_counts(n_generated: int, n_offline_available: int, gamma: float, max_pairs: int | None = None) -> tuple[int, int]:
@@ -245,6 +255,34 @@ def replay_counts(n_generated: int, n_offline_available: int, gamma: float, max_
     return n_gen, n_off
 
 
+def replay_counts_official(n_generated: int, n_offline_total: int, n_offline_available: int, gamma: float,
+                           max_pairs: int | None = None) -> tuple[int, int]:
+    """The official mix (sail-sg/dice 865aa6d, ``generate_lc_paired_set.create_mix_paired_set``):
+    ``n_gen = min(int(n_offline_total·(1 − γ)), n_generated)`` and ``n_off = int(γ·n_gen / (1 − γ))``,
+    where ``n_offline_total`` is the whole offline set (prompts used by generated pairs included).
+
+    The demo's round 1 (400 generated, 600 offline, γ = 0.5): official 300 + 300, dicekit 400 + 400.
+
+    >>> replay_counts_official(400, 600, 600, 0.5), replay_counts(400, 600, 0.5)
+    ((300, 300), (400, 400))
+
+    Where the official code crashes, dicekit does not: γ = 1 is offline only (as
+    :func:`replay_counts`), and when fewer offline pairs come from unused prompts than ``n_off`` (an
+    assertion / pandas error there) ``n_off`` is cut to those available. ``max_pairs`` caps the total
+    as in :func:`replay_counts`.
+    """
+    if not 0.0 <= gamma <= 1.0:
+        raise ValueError(f"replay_ratio must be in [0, 1], got {gamma}")
+    if gamma == 1.0:
+        return replay_counts(n_generated, n_offline_available, gamma, max_pairs)
+    n_gen = min(int(n_offline_total * (1 - gamma)), n_generated) if gamma > 0 else n_generated
+    n_off = min(int(gamma * n_gen / (1 - gamma)), n_offline_available)
+    if max_pairs is not None and n_gen + n_off > max_pairs:
+        n_off = int(round(max_pairs * gamma))
+        n_gen = max_pairs - n_off
+    return n_gen, n_off
+
+
 def draw_offline(offline_prompt_keys, used_prompt_keys, n: int, seed) -> np.ndarray:
     """Indices of ``n`` offline pairs drawn without replacement, seeded (an int or a list of ints),
     from prompts not in ``used_prompt_keys``. Raises ValueError if fewer than ``n`` are eligible."""
@@ -260,6 +298,18 @@ def draw_offline(offline_prompt_keys, used_prompt_keys, n: int, seed) -> np.ndar
 # ----------------------------------------------------------------------------- samples tables
 # The round, the plots, the run readers and the diagnostic pack a samples table (one row per
 # sample: prompt_id, sample_id, reward, n_chars, n_tokens, valid, response_ids) the same way, here.
+
+
+def response_chars(text: str) -> int:
+    """A response's length in characters (``n_chars``: the α unit and the min/max_chars filters), with
+    leading and trailing whitespace not counted — the official code stores ``text.strip()`` and
+    measures ``len`` of it (sail-sg/dice 865aa6d, ``generate_responses.py``). The token IDs and the
+    stored ``response`` text are kept as sampled; only the count ignores the surrounding whitespace.
+
+    >>> response_chars("  Hello.\\n\\n"), response_chars("\\n \\t")
+    (6, 0)
+    """
+    return len(text.strip())
 
 
 def sample_lengths(samples, unit: str) -> np.ndarray:

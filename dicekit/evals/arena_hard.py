@@ -1,5 +1,6 @@
 """Arena-Hard (v0.1): its data layout, the two-game judge protocol, verdicts → battles → BT scores,
-and :func:`evaluate_arena_hard` (generate -> judge -> score, what `dicekit eval arena-hard` runs).
+and :func:`evaluate_arena_hard` (generate -> judge -> score, what `dicekit eval arena-hard` runs, for
+v0.1 here and for v2.0 through ``dicekit.evals.arena_hard_v2``).
 
 Everything protocol-specific — questions, the baseline's answers (gpt-4-0314), the judge's system
 prompt, prompt template, verdict regex and settings — is read from an arena-hard-auto checkout or
@@ -13,9 +14,18 @@ judge's answer must contain exactly one distinct label) becomes battles of the m
 baseline, oriented by the game: a strong verdict counts as three battles, a tie as half a win.
 Scores are Bradley–Terry fits (``dicekit.evals.bradley_terry``): baseline = 50.
 
+Style control (``--style-control``) is v0.1's (arena-hard-auto 0489bf3): per battle the model's and
+the baseline's token count and header / list / bold counts from the answer files' ``conv_metadata``,
+compared as (a − b)/(a + b + 1), standardised, and fitted with v0.1's L2-penalised logistic
+regression (``dicekit.evals.bradley_terry.ratings_v01_style``). Deviation: when an answer has no
+``conv_metadata`` (v0.1 asserts), every answer in the fit is counted from its text instead (code
+blocks removed, length in words — dicekit does not ship tiktoken), so both sides are measured alike.
+
 Deviation: the mirrored spellings B<<A, B<A, B=A, A<B, A<<B are read as the labels they mean
 (arena-hard-auto v0.1's show_result.py drops them; its v2 reads them as here). Battles are built per
 model against the baseline from each judgment row's own ``model`` field.
+
+Arena-Hard v2.0 (per-category baselines, mean scores, its layout): ``dicekit.evals.arena_hard_v2``.
 """
 
 from __future__ import annotations
@@ -34,7 +44,8 @@ import numpy as np
 from dicekit import rundir
 from dicekit.data import read_jsonl_rows
 from dicekit.errors import JudgeCallsFailed, UserError, where
-from dicekit.evals.bradley_terry import Battles, bt_scores, style_features
+from dicekit.evals.arena_hard_style import style_pairs
+from dicekit.evals.bradley_terry import Battles, bt_scores, ratings, ratings_v01_style, style_features_v01
 from dicekit.evals.generation import GenerationSettings, generate_answers, model_name
 from dicekit.progress import say
 
@@ -51,11 +62,13 @@ MIRRORED = {"B<<A": "A>>B", "B<A": "A>B", "B=A": "A=B", "A<B": "B>A", "A<<B": "B
 @dataclass(frozen=True)
 class ArenaDir:
     data: Path  # the folder holding question.jsonl
-    config: Path | None  # judge_config.yaml, if found
+    config: Path | None  # judge_config.yaml (v0.1) or config/<bench>.yaml (current layout), if found
+    layout: str = "question_id"  # "question_id": v0.1's files; "uid": the current (v2.0) layout
+    judge_utils: Path | None = None  # utils/judge_utils.py of a current checkout (per-category settings)
 
 
-def locate(spec: str) -> ArenaDir:
-    """An arena-hard-auto checkout, its data/arena-hard-v0.1 folder, or ``hub:OWNER/NAME``."""
+def resolve(spec: str) -> Path:
+    """A local folder, or ``hub:OWNER/NAME`` downloaded as a hub dataset snapshot."""
     if spec.startswith("hub:"):
         try:
             from huggingface_hub import snapshot_download
@@ -64,7 +77,12 @@ def locate(spec: str) -> ArenaDir:
         except Exception as e:  # noqa: BLE001
             raise UserError(f"cannot fetch the hub dataset {spec[4:]} ({type(e).__name__}); "
                             "pass an arena-hard-auto checkout with --arena-hard-dir") from None
-    root = Path(spec)
+    return Path(spec)
+
+
+def locate(spec: str) -> ArenaDir:
+    """An arena-hard-auto checkout, its data/arena-hard-v0.1 folder, or ``hub:OWNER/NAME``."""
+    root = resolve(spec)
     for data in (root, root / "data" / BENCH, root / BENCH):
         if (data / "question.jsonl").is_file():
             configs = [c / "config" / "judge_config.yaml" for c in (data, data.parent, data.parent.parent)]
@@ -106,7 +124,7 @@ def load_answers(path: Path) -> tuple[str, dict[str, dict]]:
         except (KeyError, IndexError, TypeError):
             raise UserError(f"{where(path, i)}: needs question_id and choices[0].turns[0].content") from None
         names.add(str(row.get("model_id") or row.get("model") or path.stem))
-        answers[qid] = {"text": text, "metadata": row.get("metadata")}
+        answers[qid] = {"text": text, "metadata": row.get("conv_metadata")}
     if len(names) > 1:
         raise UserError(f"{path}: field 'model_id': {len(names)} models in one answer file")
     return names.pop(), answers
@@ -213,44 +231,22 @@ def battles_from_judgments(rows: list[dict], baseline: str) -> BattleTable:
 
 # --- style control ---------------------------------------------------------------------------------
 
-CODE_BLOCK = re.compile(r"```[^`]*```")
-
-
-def style_counts(text: str, metadata: dict | None = None) -> tuple[float, np.ndarray]:
-    """(length, [headers, list items, bold spans]) of an answer: from arena-hard-auto's answer
-    metadata (token_len, header_count, list_count, bold_count) when present, else counted from the
-    text with code blocks removed (length = words)."""
-    if metadata and "token_len" in metadata:
-        counts = [sum(metadata.get(k, {}).values()) for k in ("header_count", "list_count", "bold_count")]
-        return float(metadata["token_len"]), np.array(counts, dtype=float)
-    plain = CODE_BLOCK.sub("", text)
-    headers = len(re.findall(r"^#{1,6}\s", plain, re.M))
-    lists = len(re.findall(r"^\s*\d+\.\s", plain, re.M)) + len(re.findall(r"^\s*[-*+]\s", plain, re.M))
-    bold = len(re.findall(r"\*\*[^*\n]+\*\*", plain)) + len(re.findall(r"__[^_\n]+__", plain))
-    return float(len(text.split())), np.array([headers, lists, bold], dtype=float)
-
-
-def with_style(table: BattleTable, answers: dict[str, dict[str, dict]]) -> BattleTable:
-    """Attach the standardised style features (model minus baseline) to every battle."""
-    baseline = table.players[0]
-    la, lb, ma, mb = [], [], [], []
-    for p, qid in zip(table.battles.player_a, table.question_ids):
-        model = table.players[p]
-        for name in (model, baseline):
-            if name not in answers or qid not in answers[name]:
-                raise UserError(f"style control needs {name!r}'s answer to question {qid} (model_answer/{name}.jsonl)")
-        n_a, c_a = style_counts(**answers[model][qid])
-        n_b, c_b = style_counts(**answers[baseline][qid])
-        la.append(n_a), lb.append(n_b), ma.append(c_a), mb.append(c_b)
-    feats = style_features(np.array(la), np.array(lb), np.array(ma).reshape(-1, 3), np.array(mb).reshape(-1, 3))
+def with_style(table: BattleTable, answers: dict[str, dict[str, dict]]) -> tuple[BattleTable, str]:
+    """v0.1's style features (model minus baseline) attached to every battle, and where the counts
+    came from."""
+    models = [table.players[p] for p in table.battles.player_a]
+    la, lb, ma, mb, source = style_pairs(models, [table.players[0]] * len(models), table.question_ids, answers)
     b = table.battles
+    feats = style_features_v01(la, lb, ma, mb)
     return BattleTable(table.players, Battles(b.player_a, b.player_b, b.outcome, feats), table.question_ids,
-                       table.n_unparsed_games)
+                       table.n_unparsed_games), source
 
 
 def leaderboard(table: BattleTable, rounds: int = 100, seed: int = 0) -> list[dict]:
-    """One row per model (baseline last): score, ci_low, ci_high, n_battles, ..."""
-    res = bt_scores(table.battles, len(table.players), baseline=0, rounds=rounds, seed=seed)
+    """One row per model (baseline last): score, ci_low, ci_high, n_battles, ... With style features,
+    v0.1's penalised fit (:func:`dicekit.evals.bradley_terry.ratings_v01_style`)."""
+    fit = ratings if table.battles.features is None else ratings_v01_style
+    res = bt_scores(table.battles, len(table.players), baseline=0, rounds=rounds, seed=seed, fit=fit)
     rows = []
     for i, name in enumerate(table.players[1:], start=1):
         mine = table.battles.player_a == i
@@ -302,41 +298,97 @@ def judgment_files(specs: list[str | Path]) -> list[Path]:
     return paths
 
 
-def answers_for_style(arena: ArenaDir | None, table: BattleTable, answers: dict) -> dict:
-    """Every player's answers: those of this run plus the arena folder's model_answer/ files."""
+def _answer_loader(layout: str):
+    from dicekit.evals import arena_hard_v2
+
+    return arena_hard_v2.load_answers if layout == "uid" else load_answers
+
+
+def answers_for_style(arena: ArenaDir | None, players: list[str] | None, answers: dict) -> dict:
+    """Every player's answers (``players`` None: every model_answer file, as v2.0's show_result.py
+    reads them): those of this run plus the arena folder's model_answer/ files."""
     if arena is None:
         raise UserError("--style-control needs --arena-hard-dir (the models' answers carry the style features)")
+    load = _answer_loader(arena.layout)
     answers = dict(answers)
-    for name in table.players:
+    if players is None:
+        players = [p.stem for p in sorted((arena.data / "model_answer").glob("*.jsonl"))]
+    for name in players:
         if name in answers:
             continue
         path = arena.data / "model_answer" / f"{name}.jsonl"
         if path.is_file():
-            answers[name] = load_answers(path)[1]
+            answers[name] = load(path)[1]
     return answers
 
 
-def write_answers(path: Path, name: str, questions: list[dict], texts: list[str]) -> None:
-    """Answers in arena-hard-auto's model_answer format."""
-    rundir.write_jsonl(path, [
-        {"question_id": q["question_id"], "answer_id": hashlib.sha256(f"{name}|{q['question_id']}".encode()).hexdigest()[:22],
-         "model_id": name, "choices": [{"index": 0, "turns": [{"content": text}]}], "tstamp": time.time()}
-        for q, text in zip(questions, texts)])
+def answer_row(layout: str, name: str, question: dict, text: str) -> dict:
+    """One answer in arena-hard-auto's model_answer format: v0.1's (``question_id``, ``choices``) or
+    the current one (``uid``, ``messages``; no ``metadata``, so style control counts from the text)."""
+    q = question["question_id"]
+    ans_id = hashlib.sha256(f"{name}|{q}".encode()).hexdigest()[:22]
+    if layout == "uid":
+        return {"uid": q, "ans_id": ans_id, "model": name, "tstamp": time.time(),
+                "messages": [{"role": "user", "content": question["prompt"]}, {"role": "assistant", "content": {"answer": text}}]}
+    return {"question_id": q, "answer_id": ans_id, "model_id": name,
+            "choices": [{"index": 0, "turns": [{"content": text}]}], "tstamp": time.time()}
 
 
 def generate_model_answers(model: str, questions: list[dict], out: Path, settings: GenerationSettings,
-                           name: str | None = None, quiet: bool = False) -> tuple[str, dict]:
-    """(name, answers by question id), written to ``out/model_answer/<name>.jsonl`` (reused when complete)."""
+                           name: str | None = None, quiet: bool = False, layout: str = "question_id") -> tuple[str, dict]:
+    """``out/model_answer/<name>.jsonl`` (reused when it answers every question) and its answers."""
+    load = _answer_loader(layout)
     name = name or model_name(model)
     path = out / "model_answer" / f"{name}.jsonl"
     if path.is_file():
-        have = load_answers(path)[1]
+        have = load(path)[1]
         if all(q["question_id"] in have for q in questions):
-            say(f"reusing {path}")
+            say(f"reusing {path}", quiet)
             return name, have
     texts = generate_answers(model, [q["prompt"] for q in questions], settings, quiet=quiet)
-    write_answers(path, name, questions, texts)
-    return name, load_answers(path)[1]
+    rundir.write_jsonl(path, [answer_row(layout, name, q, t) for q, t in zip(questions, texts)])
+    return name, load(path)[1]
+
+
+def judge_key(*parts) -> str:
+    """The cache key of one question's judgment: everything that determines it."""
+    return hashlib.sha256(json.dumps(parts).encode()).hexdigest()
+
+
+def run_judge_jobs(client, path: Path, jobs: list[tuple[str, object]], n_questions: int) -> Path:
+    """Judge each ``(key, make_row)`` whose key is not yet in ``path`` (rows carry ``dicekit_key``),
+    appending each row as soon as it is done, ``client.endpoint.concurrency`` at a time. Raises
+    :class:`JudgeCallsFailed` when some questions failed (the rest are kept)."""
+    from dicekit.evals.openai_judge import CallFailed
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    done = set()
+    if path.is_file():
+        for line in path.read_text(encoding="utf-8").splitlines():
+            try:
+                done.add(json.loads(line)["dicekit_key"])
+            except (json.JSONDecodeError, KeyError, TypeError):
+                continue  # a line cut short by a crash, or not ours
+    todo = [(key, make_row) for key, make_row in jobs if key not in done]
+    lock, failures = threading.Lock(), []
+
+    def one(key, make_row):
+        row = {**make_row(), "dicekit_key": key}
+        with lock, path.open("a", encoding="utf-8") as f:
+            f.write(json.dumps(row, ensure_ascii=False) + "\n")
+
+    with ThreadPoolExecutor(max_workers=max(1, client.endpoint.concurrency)) as pool:
+        for fut in as_completed([pool.submit(one, *t) for t in todo]):
+            try:
+                fut.result()
+            except CallFailed as e:
+                failures.append(str(e))
+    say(f"judge {client.endpoint.model}: {n_questions} questions, {n_questions - len(todo)} reused, "
+        f"{client.stats.calls} calls, {client.stats.retries} retries")
+    if failures:
+        raise JudgeCallsFailed(f"{len(failures)} questions failed (first: {failures[0]}); "
+                               "rerun the same command to retry them — the rest are kept")
+    return path
 
 
 def judge_answers(arena: ArenaDir, cfg: dict, baseline: str, name: str, answers: dict, questions: list[dict],
@@ -345,56 +397,46 @@ def judge_answers(arena: ArenaDir, cfg: dict, baseline: str, name: str, answers:
     ``endpoint`` (dicekit.evals.openai_judge.Endpoint); rows are appended to
     ``out/model_judgment/<judge>/<name>.jsonl`` as they finish, and rows already there for the same
     judge, prompts and answers are reused. Raises :class:`JudgeCallsFailed` when some questions failed."""
-    from dicekit.evals.openai_judge import CallFailed, ChatClient
+    from dicekit.evals.openai_judge import ChatClient
 
     _, base_answers = load_answers(arena.data / "model_answer" / f"{baseline}.jsonl")
     client = ChatClient(endpoint)
     cfg = {**cfg, "judge_model": endpoint.model}
     ident = json.dumps([endpoint.model, endpoint.public_url(), cfg["system_prompt"], cfg["prompt_template"],
                         cfg["regex_pattern"], cfg.get("temperature", 0), cfg.get("max_tokens", 4096)])
-    path = out / "model_judgment" / endpoint.model.replace("/", "_") / f"{name}.jsonl"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    done = {}
-    if path.is_file():
-        for line in path.read_text(encoding="utf-8").splitlines():
-            try:
-                row = json.loads(line)
-                done[row["dicekit_key"]] = row
-            except (json.JSONDecodeError, KeyError, TypeError):
-                continue  # a line cut short by a crash, or not ours
-    todo = []
+    jobs = []
     for q in questions:
         if q["question_id"] not in answers or q["question_id"] not in base_answers:
             raise UserError(f"no answer to question {q['question_id']} from {name if q['question_id'] not in answers else baseline}")
         a, b = answers[q["question_id"]]["text"], base_answers[q["question_id"]]["text"]
-        key = hashlib.sha256(json.dumps([ident, q["prompt"], a, b]).encode()).hexdigest()
-        if key not in done:
-            todo.append((q, a, b, key))
-    lock, failures = threading.Lock(), []
 
-    def one(q, a, b, key):
-        games = [judge_game(client, cfg, q["prompt"], b, a), judge_game(client, cfg, q["prompt"], a, b)]
-        row = {"question_id": q["question_id"], "model": name, "judge": endpoint.model, "games": games, "dicekit_key": key}
-        with lock, path.open("a", encoding="utf-8") as f:
-            f.write(json.dumps(row, ensure_ascii=False) + "\n")
+        def make_row(q=q, a=a, b=b):
+            games = [judge_game(client, cfg, q["prompt"], b, a), judge_game(client, cfg, q["prompt"], a, b)]
+            return {"question_id": q["question_id"], "model": name, "judge": endpoint.model, "games": games}
+        jobs.append((judge_key(ident, q["prompt"], a, b), make_row))
+    path = out / "model_judgment" / endpoint.model.replace("/", "_") / f"{name}.jsonl"
+    return run_judge_jobs(client, path, jobs, len(questions))
 
-    with ThreadPoolExecutor(max_workers=max(1, endpoint.concurrency)) as pool:
-        for fut in as_completed([pool.submit(one, *t) for t in todo]):
-            try:
-                fut.result()
-            except CallFailed as e:
-                failures.append(str(e))
-    say(f"judge {endpoint.model}: {len(questions)} questions, {len(questions) - len(todo)} reused, "
-        f"{client.stats.calls} calls, {client.stats.retries} retries")
-    if failures:
-        raise JudgeCallsFailed(f"{len(failures)} questions failed (first: {failures[0]}); "
-                               "rerun the same command to retry them — the rest are kept")
-    return path
+
+def score_v01(files: list[Path], baseline: str, arena: ArenaDir | None = None, style_control: bool = False,
+              this_run: dict | None = None, bootstrap_rounds: int = 100, seed: int = 0) -> dict:
+    """v0.1 scores of judgment files: the model's leaderboard row, the judges, baseline and rules."""
+    rows = load_judgments(files)
+    table = battles_from_judgments(rows, baseline)
+    style_source = None
+    if style_control:
+        table, style_source = with_style(table, answers_for_style(arena, table.players, this_run or {}))
+    board = leaderboard(table, rounds=bootstrap_rounds, seed=seed)
+    return {**board[0], "version": "v0.1", "rules": "arena-hard-auto 0489bf3 show_result.py",
+            "judges": sorted({str(r.get("judge", "")) for r in rows} - {""}), "baseline": baseline,
+            "style_control": style_control, "style_counts": style_source, "bootstrap_rounds": bootstrap_rounds,
+            "seed": seed, "interval": [2.5, 97.5], "leaderboard": board}
 
 
 def evaluate_arena_hard(*, judgments: list[str | Path] | None = None, answers: str | Path | None = None,
-                        model: str | None = None, arena_hard_dir: str | None = None, baseline: str | None = None,
-                        style_control: bool = False, bootstrap_rounds: int = 100, seed: int = 0,
+                        model: str | None = None, arena_hard_dir: str | None = None, version: str | None = None,
+                        baseline: str | None = None, category: list[str] | None = None, style_control: bool = False,
+                        control_features: list[str] | None = None, bootstrap_rounds: int = 100, seed: int = 0,
                         name: str | None = None, out: str | Path | None = None, max_questions: int | None = None,
                         generation: GenerationSettings = GenerationSettings(max_new_tokens=4096),
                         judge_model: str | None = None, judge_endpoint: dict | None = None,
@@ -402,41 +444,56 @@ def evaluate_arena_hard(*, judgments: list[str | Path] | None = None, answers: s
     """Arena-Hard scores from exactly one source: ``judgments`` (files or folders: scores only),
     ``answers`` (a model_answer .jsonl: judge, score) or ``model`` (generate, judge, score).
 
-    Judging needs ``arena_hard_dir`` (questions, baseline answers, judge config) and ``out``; the judge
-    is ``judge_model`` (default: the config's) on an OpenAI-compatible endpoint with the other
-    :class:`~dicekit.evals.openai_judge.Endpoint` settings in ``judge_endpoint``. Returns the model's
-    leaderboard row with ``baseline``, ``style_control``, ``bootstrap_rounds``, ``seed`` and the whole
-    ``leaderboard``; with ``out``, also written as ``out/arena_hard_scores.json``."""
+    The rules follow the files: v0.1's layout (``question_id``) is scored here, the current layout
+    (``uid``: v2.0) by :func:`dicekit.evals.arena_hard_v2.evaluate` (``category``,
+    ``control_features`` apply there). ``version`` ("v0.1" / "v2.0") picks the benchmark folder of a
+    checkout. Judging needs ``arena_hard_dir`` (questions, baseline answers, judge config) and
+    ``out``; the judge is ``judge_model`` (default: the config's) on an OpenAI-compatible endpoint with
+    the other :class:`~dicekit.evals.openai_judge.Endpoint` settings in ``judge_endpoint``. v0.1
+    returns the model's leaderboard row with ``version``, ``judges``, ``baseline``, ``style_control``,
+    ``bootstrap_rounds``, ``seed``, ``interval`` and the whole ``leaderboard``; with ``out``, also
+    written as ``out/arena_hard_scores.json``."""
+    from dicekit.evals import arena_hard_v2 as v2
+
     if sum(x is not None for x in (judgments, answers, model)) != 1:
         raise ValueError("evaluate_arena_hard: give exactly one of judgments, answers, model")
-    arena = locate(arena_hard_dir) if arena_hard_dir else None
-    cfg = load_judge_config(arena) if arena is not None and (arena.config or not judgments) else {}
+    arena = v2.locate(arena_hard_dir, version) if arena_hard_dir else None
+    files = judgment_files(judgments) if judgments else None
+    layout = v2.files_layout(files) if files else arena.layout if arena else None
+    if version == "v2.0" and layout == "question_id" and files:
+        raise UserError(f"{files[0]}: the judgments are in v0.1's layout (question_id), not v2.0's (uid)")
+    if layout == "uid" or (layout is None and version == "v2.0"):
+        return v2.evaluate(arena=arena, files=files, answers=answers, model=model, baseline=baseline,
+                           category=category, control=tuple(control_features or (("length", "markdown") if style_control else ())),
+                           bootstrap_rounds=bootstrap_rounds, seed=seed, name=name, out=out, max_questions=max_questions,
+                           generation=generation, judge_model=judge_model, judge_endpoint=judge_endpoint, quiet=quiet)
+    use_arena = arena if arena is not None and arena.layout == "question_id" else None
+    cfg = load_judge_config(use_arena) if use_arena is not None and (use_arena.config or not judgments) else {}
     baseline = baseline or cfg.get("baseline_model") or DEFAULT_BASELINE
     this_run: dict = {}
-    if judgments:
-        files = judgment_files(judgments)
-    else:
-        if arena is None:
-            raise UserError("judging needs --arena-hard-dir (questions, baseline answers, judge config)")
-        if not out:
-            raise UserError("judging needs --out (answers and judgments are written there)")
+    if not judgments:
+        arena, out = judging_paths(arena, out)
         from dicekit.evals.openai_judge import Endpoint
 
         questions = load_questions(arena)[:max_questions]
         if model is not None:
-            name, run_answers = generate_model_answers(model, questions, Path(out), generation, name, quiet)
+            name, run_answers = generate_model_answers(model, questions, out, generation, name, quiet)
         else:
             file_name, run_answers = load_answers(Path(answers))
             name = name or file_name
         endpoint = Endpoint(model=judge_model or cfg["judge_model"], **(judge_endpoint or {}))
-        files = [judge_answers(arena, cfg, baseline, name, run_answers, questions, Path(out), endpoint)]
+        files = [judge_answers(arena, cfg, baseline, name, run_answers, questions, out, endpoint)]
         this_run[name] = run_answers
-    table = battles_from_judgments(load_judgments(files), baseline)
-    if style_control:
-        table = with_style(table, answers_for_style(arena, table, this_run))
-    board = leaderboard(table, rounds=bootstrap_rounds, seed=seed)
-    result = {**board[0], "baseline": baseline, "style_control": style_control,
-              "bootstrap_rounds": bootstrap_rounds, "seed": seed, "leaderboard": board}
+    result = score_v01(files, baseline, use_arena, style_control, this_run, bootstrap_rounds, seed)
     if out:
         rundir.write_json(Path(out) / "arena_hard_scores.json", result)
     return result
+
+
+def judging_paths(arena: ArenaDir | None, out) -> tuple[ArenaDir, Path]:
+    """Judging needs a checkout (questions, baseline answers, judge config) and an output folder."""
+    if arena is None:
+        raise UserError("judging needs --arena-hard-dir (questions, baseline answers, judge config)")
+    if not out:
+        raise UserError("judging needs --out (answers and judgments are written there)")
+    return arena, Path(out)

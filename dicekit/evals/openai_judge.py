@@ -7,11 +7,20 @@ written anywhere (not in the cache identity, annotations, logs or error messages
 
 Each comparison is one request: the protocol's prompt (``dicekit.evals.judges``), ``max_tokens=1``,
 ``temperature=1``, ``logprobs=true``, ``top_logprobs=5`` (upstream's settings). Requests run on a
-thread pool (``concurrency``). 429, 5xx, timeouts, dropped connections and unparseable bodies are
-retried with exponential backoff and jitter (``Retry-After`` honoured, capped); 401/403/404 stop the
-run with a one-line error; other 4xx fail that item only. A 200 answer without logprobs stops the
-run: the weighted judge cannot work on such an endpoint. Cost = prompt and completion tokens (from
+thread pool (``concurrency``) through one ``openai.OpenAI`` client (the ``eval`` extra): its HTTP
+connection pool, timeouts and typed errors. The retry policy is dicekit's, over those typed errors,
+because the judge config sets it (``max_retries``, ``backoff_s``, ``max_backoff_s``) and a 200 with
+an unparseable body must be retried too, which the client does not do: the client is built with
+``max_retries=0``. 408/409/425/429, 5xx, timeouts, dropped connections and unparseable bodies are
+retried with exponential backoff and jitter, waiting at least what the server's ``Retry-After`` (or
+``retry-after-ms``) asks, capped at ``max_backoff_s``; 401/403/404 stop the run with a one-line
+error; other 4xx fail that item only, without a retry. A 200 answer without logprobs stops the run:
+the weighted judge cannot work on such an endpoint. Cost = prompt and completion tokens (from
 ``usage``) × the model's price per million tokens (known OpenAI models, or given).
+
+Without a key in ``api_key_env`` the client sends the placeholder key ``EMPTY`` (a local server
+started without ``--api-key`` ignores it); it never falls back to another variable such as
+``OPENAI_API_KEY``.
 """
 
 from __future__ import annotations
@@ -19,15 +28,11 @@ from __future__ import annotations
 import json
 import os
 import random
-import socket
 import threading
 import time
-import urllib.error
 import urllib.parse
-import urllib.request
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
-from http.client import HTTPException
 from typing import Callable, Sequence
 
 from dicekit.errors import UserError
@@ -48,6 +53,7 @@ OFFICIAL_JUDGE_MODEL = "gpt-4-1106-preview"
 OPENAI_BASE_URL = "https://api.openai.com/v1"
 RETRY_STATUS = {408, 409, 425, 429} | set(range(500, 600))
 FATAL_STATUS = {401: "rejected the API key", 403: "refused access", 404: "has no such model or route"}
+NO_KEY = "EMPTY"  # sent when api_key_env is unset (the openai client insists on a key)
 
 
 @dataclass(frozen=True)
@@ -87,40 +93,59 @@ class CallStats:
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
 
+def retry_after_s(headers) -> float | None:
+    """Seconds the server asks to wait: ``retry-after-ms`` / 1000, else ``Retry-After`` in seconds
+    (an HTTP date is not honoured); None when absent or unreadable. ``{"Retry-After": "7"}`` → 7.0,
+    ``{"retry-after-ms": "250", "Retry-After": "7"}`` → 0.25."""
+    if not headers:
+        return None
+    for name, scale in (("retry-after-ms", 1000.0), ("retry-after", 1.0)):
+        value = headers.get(name)
+        if value is None:
+            continue
+        try:
+            wait = float(value) / scale
+        except ValueError:
+            continue
+        if wait >= 0 and wait != float("inf"):
+            return wait
+    return None
+
+
 class ChatClient:
-    """POST /chat/completions with retries; returns the parsed JSON body."""
+    """POST /chat/completions through the openai client, with dicekit's retries; returns the parsed
+    JSON body exactly as the server sent it."""
 
     def __init__(self, endpoint: Endpoint, sleep: Callable[[float], None] = time.sleep):
+        try:
+            import openai
+        except ImportError:
+            raise UserError("the OpenAI-compatible judge needs the openai package: pip install 'dicekit[eval]'") from None
         self.endpoint = endpoint
-        self._key = os.environ.get(endpoint.api_key_env) or None
+        self._openai = openai
+        self._client = openai.OpenAI(api_key=os.environ.get(endpoint.api_key_env) or NO_KEY,
+                                     base_url=endpoint.base_url.rstrip("/"), timeout=endpoint.timeout_s, max_retries=0)
         self._sleep = sleep
         self.stats = CallStats()
 
-    def _request(self, body: dict) -> urllib.request.Request:
-        headers = {"Content-Type": "application/json"}
-        if self._key:
-            headers["Authorization"] = f"Bearer {self._key}"
-        url = self.endpoint.base_url.rstrip("/") + "/chat/completions"
-        return urllib.request.Request(url, data=json.dumps(body).encode("utf-8"), headers=headers, method="POST")
-
-    def _backoff(self, attempt: int, retry_after: str | None) -> float:
+    def _backoff(self, attempt: int, retry_after: float | None) -> float:
         wait = self.endpoint.backoff_s * (2 ** attempt) * random.uniform(0.5, 1.0)
-        if retry_after:
-            try:
-                wait = max(wait, float(retry_after))
-            except ValueError:
-                pass
+        if retry_after is not None:
+            wait = max(wait, retry_after)
         return min(wait, self.endpoint.max_backoff_s)
 
     def chat(self, body: dict) -> dict:
+        openai = self._openai
         url = self.endpoint.public_url()
         last = "no attempt"
         for attempt in range(self.endpoint.max_retries + 1):
             retry_after = None
             try:
-                with urllib.request.urlopen(self._request(body), timeout=self.endpoint.timeout_s) as resp:
-                    raw = resp.read()
-                data = json.loads(raw)
+                # every other field as given (extra_body): the JSON sent is ``body`` whatever its keys
+                rest = {k: v for k, v in body.items() if k not in ("model", "messages")}
+                raw = self._client.chat.completions.with_raw_response.create(model=body["model"], messages=body["messages"],
+                                                                             extra_body=rest)
+                data = json.loads(raw.http_response.content)
                 if not isinstance(data, dict) or not data.get("choices"):
                     raise ValueError("no 'choices' in the response")
                 with self.stats.lock:
@@ -129,17 +154,17 @@ class ChatClient:
                     self.stats.prompt_tokens += int(usage.get("prompt_tokens") or 0)
                     self.stats.completion_tokens += int(usage.get("completion_tokens") or 0)
                 return data
-            except urllib.error.HTTPError as e:
-                if e.code in FATAL_STATUS:
-                    raise UserError(f"judge endpoint {url} {FATAL_STATUS[e.code]} (HTTP {e.code}) for model "
-                                    f"{self.endpoint.model!r}; check the model name, base URL and "
+            except openai.APIStatusError as e:
+                if e.status_code in FATAL_STATUS:
+                    raise UserError(f"judge endpoint {url} {FATAL_STATUS[e.status_code]} (HTTP {e.status_code}) for "
+                                    f"model {self.endpoint.model!r}; check the model name, base URL and "
                                     f"${self.endpoint.api_key_env}") from None
-                if e.code not in RETRY_STATUS:
-                    raise CallFailed(f"HTTP {e.code} from {url}") from None
-                retry_after = e.headers.get("Retry-After") if e.headers else None
-                last = f"HTTP {e.code}"
-            except (urllib.error.URLError, socket.timeout, TimeoutError, ConnectionError, HTTPException) as e:
-                last = f"{type(e).__name__}: {getattr(e, 'reason', e)}"
+                if e.status_code not in RETRY_STATUS:
+                    raise CallFailed(f"HTTP {e.status_code} from {url}") from None
+                retry_after = retry_after_s(e.response.headers)
+                last = f"HTTP {e.status_code}"
+            except openai.APIConnectionError as e:  # refused, dropped, timed out (APITimeoutError)
+                last = f"{type(e).__name__}: {e}"
             except ValueError as e:  # unparseable or malformed body
                 last = f"bad response body ({str(e)[:80]})"
             if attempt < self.endpoint.max_retries:

@@ -82,7 +82,7 @@ def build_offline_pairs(model_dir: str, prompts: list[dict], out: Path, annotato
             "chosen_longer": float((pf.chosen.str.len() > pf.rejected.str.len()).mean()) if len(pf) else None}
 
 
-def build_pi_0(pi_m1: str, offline: Path, out: Path, train_cfg) -> dict:
+def build_pi_0(pi_m1: str, offline: Path, out: Path, train_cfg, seed: int) -> dict:
     """π_0 = DPO of π_{-1} on ``offline/offline_pairs.parquet`` (reference log-probs: π_{-1}, fp32),
     saved to ``out/model`` with ``out/train_log.jsonl``."""
     from dicekit.models import load_model
@@ -98,6 +98,6 @@ def build_pi_0(pi_m1: str, offline: Path, out: Path, train_cfg) -> dict:
     work = out.parent / f".{out.name}.work"
     with rundir.atomic_path(out) as tmp:
         tmp.mkdir()
-        info = train_dpo(pi_m1, rows, tmp / "model", train_cfg, tmp / "train_log.jsonl", work)
+        info = train_dpo(pi_m1, rows, tmp / "model", train_cfg, tmp / "train_log.jsonl", work, seed=seed)
     shutil.rmtree(work, ignore_errors=True)
     return info

@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 
 from dicekit import rundir
+from dicekit.core.pairs import response_chars
 from dicekit.progress import bar
 from dicekit.round.sampling import sample_key
 
@@ -199,7 +200,7 @@ def _sample_chunk(model, tokenizer, stop_ids, pad_id, chunk: pd.DataFrame, seed,
         text = decode_response(tokenizer, r_ids, stop_ids)
         rows.append({"prompt_id": pid, "sample_id": j, "prompt": prompt if isinstance(prompt, str) else str(prompt),
                      "response": text, "prompt_ids": p_ids, "response_ids": r_ids,
-                     "n_tokens": len(r_ids), "n_chars": len(text), "finish_reason": reason,
+                     "n_tokens": len(r_ids), "n_chars": response_chars(text), "finish_reason": reason,
                      "logp_sampler": logp_sampler})
     return rows
 

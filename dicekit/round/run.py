@@ -266,7 +266,11 @@ def stage_pairs(cfg: RoundConfig, t: int, rdir: Path, models: _OneModel, samples
         used = set(gen["prompt"])
         offline_keys = [data.prompt_key(p) for p in offline["prompt"]]
         n_off_avail = sum(k not in used for k in offline_keys)
-    n_gen, n_off = P.replay_counts(len(gen), n_off_avail, cfg.replay_ratio, cfg.max_pairs)
+    if cfg.replay_counts == "official":
+        n_total = 0 if offline is None else len(offline)
+        n_gen, n_off = P.replay_counts_official(len(gen), n_total, n_off_avail, cfg.replay_ratio, cfg.max_pairs)
+    else:
+        n_gen, n_off = P.replay_counts(len(gen), n_off_avail, cfg.replay_ratio, cfg.max_pairs)
     if n_gen < len(gen):
         keep = np.sort(np.random.default_rng([cfg.seed, t, 1]).choice(len(gen), n_gen, replace=False))
         gen = gen.iloc[keep].reset_index(drop=True)
@@ -362,7 +366,7 @@ def _check_inputs(cfg: RoundConfig, policy: str, reference: str) -> None:
 
 def run_round(cfg: RoundConfig, round_: int | None = None) -> Path:
     """Run (or resume) round ``round_`` (default: the next unfinished one). Returns the round folder."""
-    from dicekit.round.train import TrainConfig, train_dpo
+    from dicekit.round.train import train_dpo
 
     t = round_ or next_round(cfg)
     if t > 1 and not (rundir.round_dir(cfg.run_dir, t - 1) / "metrics.json").exists():
@@ -404,8 +408,9 @@ def run_round(cfg: RoundConfig, round_: int | None = None) -> Path:
     t0 = time.perf_counter()
     train = {}
     if not (rdir / "model").exists():
-        tcfg = TrainConfig.from_round(cfg, seed=cfg.seed + t)
-        train = train_dpo(policy, pairs_df, rdir / "model", tcfg, rdir / "train_log.jsonl", rdir / ".work" / "train")
+        # the round's config is its training config (config.TrainConfig): beta, learning_rate, ... as read
+        train = train_dpo(policy, pairs_df, rdir / "model", cfg, rdir / "train_log.jsonl", rdir / ".work" / "train",
+                          seed=cfg.seed + t)
     timings["train_s"] = time.perf_counter() - t0
     if not main:
         return rdir

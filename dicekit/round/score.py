@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 
 from dicekit import rundir
+from dicekit.config import CPU_CHUNK, CPU_TOKENS_PER_BATCH, GPU_CHUNK, GPU_TOKENS_PER_BATCH
 from dicekit.core.objectives import token_logps
 from dicekit.progress import bar
 
@@ -42,15 +43,9 @@ def _batches(lengths: np.ndarray, tokens_per_batch: int) -> list[np.ndarray]:
     return out
 
 
-# Batch sizes by device. A GPU wants large batches; on a CPU a batch-1 forward is already a
-# well-shaped matrix product, and small batches, whose activations stay in cache, run faster than
-# large ones (1,024 vs 16,384 tokens: benchmarks/README, "Scoring").
-GPU_TOKENS_PER_BATCH, GPU_CHUNK = 16384, 1024
-CPU_TOKENS_PER_BATCH, CPU_CHUNK = 1024, 256
-
-
 def batch_sizes(model, tokens_per_batch: int | None, chunk_size: int | None) -> tuple[int, int]:
-    """(tokens_per_batch, chunk_size), filling ``None`` with the default for the model's device."""
+    """(tokens_per_batch, chunk_size), filling ``None`` with the default for the model's device
+    (``dicekit.config.GPU_TOKENS_PER_BATCH``, ...: why they differ is written there)."""
     gpu = next(model.parameters()).device.type != "cpu"
     return (tokens_per_batch or (GPU_TOKENS_PER_BATCH if gpu else CPU_TOKENS_PER_BATCH),
             chunk_size or (GPU_CHUNK if gpu else CPU_CHUNK))

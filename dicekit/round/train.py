@@ -22,40 +22,15 @@ import json
 import math
 import os
 import shutil
-from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 
 from dicekit import rundir
+from dicekit.config import TrainConfig
 from dicekit.models import load_model
 
 TRAIN_COLUMNS = ["prompt_ids", "chosen_ids", "rejected_ids", "ref_chosen_logps", "ref_rejected_logps"]
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    beta: float = 0.1
-    loss_type: tuple[str, ...] = ("sigmoid",)
-    loss_weights: tuple[float, ...] | None = None
-    learning_rate: float = 5e-7
-    lr_scheduler_type: str = "constant"
-    warmup_steps: int = 0
-    global_batch_size: int = 32
-    per_device_batch_size: int = 4
-    max_steps: int | None = 300
-    num_epochs: float = 1.0
-    train_dtype: str = "float32"
-    gradient_checkpointing: bool = False
-    logging_steps: int = 1
-    report_to: tuple[str, ...] = ()
-    seed: int = 42
-    quiet: bool = False
-
-    @classmethod
-    def from_round(cls, cfg, seed: int) -> "TrainConfig":
-        names = cls.__dataclass_fields__.keys() - {"seed"}
-        return cls(seed=seed, **{n: getattr(cfg, n) for n in names})
 
 
 def _trainer_class():
@@ -103,12 +78,14 @@ def _quiet_trainer(trainer, quiet: bool) -> None:
         trainer.add_callback(StepBar())
 
 
-def dpo_args(cfg: TrainConfig, output_dir: str, world_size: int = 1):
-    """The DPOConfig of a round (check-recipe repeats its batch arithmetic without importing TRL)."""
+def dpo_args(cfg: TrainConfig, output_dir: str, *, seed: int, world_size: int = 1):
+    """TRL's DPOConfig from a :class:`~dicekit.config.TrainConfig` (a round's config is one): each
+    setting under the name TRL gives it (``per_device_batch_size`` → ``per_device_train_batch_size``,
+    ``num_epochs`` → ``num_train_epochs``, ``train_dtype: bfloat16`` → ``bf16``), the rest as is."""
     import torch
     from trl import DPOConfig
 
-    accum = max(1, cfg.global_batch_size // (cfg.per_device_batch_size * world_size))
+    accum = cfg.accumulation_steps(world_size)
     scheduler = cfg.lr_scheduler_type
     if cfg.warmup_steps > 0 and scheduler == "constant":
         scheduler = "constant_with_warmup"
@@ -132,8 +109,8 @@ def dpo_args(cfg: TrainConfig, output_dir: str, world_size: int = 1):
         use_cpu=not torch.cuda.is_available(),
         precompute_ref_log_probs=True,
         max_length=None,
-        seed=cfg.seed,
-        data_seed=cfg.seed,
+        seed=seed,
+        data_seed=seed,
         gradient_checkpointing=cfg.gradient_checkpointing,
         disable_tqdm=cfg.quiet,
         remove_unused_columns=False,
@@ -215,8 +192,9 @@ def _check_fsdp_saves_full_state(trainer) -> None:
 
 
 def train_dpo(policy: str, rows: pd.DataFrame, out_dir: str | Path, cfg: TrainConfig, log_path: str | Path,
-              work_dir: str | Path) -> dict:
-    """Train π_t from ``policy`` on ``rows`` (TRAIN_COLUMNS) and save it to ``out_dir`` atomically.
+              work_dir: str | Path, *, seed: int) -> dict:
+    """Train π_t from ``policy`` on ``rows`` (TRAIN_COLUMNS) with the settings ``cfg`` and the trainer's
+    ``seed`` (shuffling, dropout), and save it to ``out_dir`` atomically.
 
     ``train_log.jsonl`` gets one JSON object per logging step. Returns a summary of the run."""
     import datasets
@@ -241,7 +219,7 @@ def train_dpo(policy: str, rows: pd.DataFrame, out_dir: str | Path, cfg: TrainCo
 
     # the training arguments first: under DeepSpeed ZeRO-3 they must exist before the model is loaded
     # for the weights to be partitioned at load time
-    args = dpo_args(cfg, str(work_dir / "trainer"), world_size=dist.world_size())
+    args = dpo_args(cfg, str(work_dir / "trainer"), seed=seed, world_size=dist.world_size())
     # fp32 master weights always; train_dtype bfloat16 = mixed precision (autocast), so updates of
     # lr ≈ 5e-7 are not rounded away as they would be on bf16 weights
     model, tok = load_model(policy, dtype="float32", device=None)  # the trainer places (or shards) it

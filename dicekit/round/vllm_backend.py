@@ -16,7 +16,7 @@ including the first stop token (``finish_reason = "stop"``) or ``max_new_tokens`
   logits — not scaled by temperature, not truncated by top-p — so it is the same quantity as
   dicekit's ``logp_policy`` (score.py), in the engine's dtype. It equals the HF scorer only where
   the engine computes in float32 (tests/test_vllm_backend.py); in bf16 it differs by about as much
-  as bf16 scoring does (STACK.md: ~0.5 nats), so it is a diagnostic unless parity is shown.
+  as bf16 scoring does (docs/method-notes.md: ~0.5 nats), so it is a diagnostic unless parity is shown.
 * :meth:`VLLMEngine.score` sums vLLM's prompt log-probs over the response positions of given
   (prompt_ids, response_ids): the same quantity as score.py, for a reference model served by vLLM.
 

@@ -1,6 +1,6 @@
 """`write_report(run_dir)`: a markdown report with PNG figures of a run folder. A pure reader.
 
-Reads (all optional except the round folders; see shared/CONTRACT.md for the round files):
+Reads (all optional except the round folders; see docs/run-folder.md for the round files):
 
 * ``run.yaml``; per round ``config.yaml``, ``metrics.json``, ``samples.parquet``, ``pairs.parquet``,
   ``alpha_sweep.csv``, ``train_log.jsonl`` (through dicekit.view.runs); ``metrics.json``'s ``diagnostic``

@@ -1,4 +1,4 @@
-"""Read-only loaders of run folders (shared/CONTRACT.md), for plots, the report and the dashboard.
+"""Read-only loaders of run folders (docs/run-folder.md), for plots, the report and the dashboard.
 
 Only pandas, pyarrow, json and yaml: never torch, transformers or the code that writes the files.
 Every loader takes ``(run_dir, t)`` and returns the file's content, or ``None`` when an optional

@@ -50,7 +50,7 @@ def oracle_pairs(samples: pd.DataFrame, seed: int) -> pd.DataFrame:
 def run_oracle_control(run_dir: Path, cfg, seed: int) -> Path:
     """Train the control model of round 1 (skipped when it exists); returns its folder."""
     from dicekit import rundir
-    from dicekit.round.train import TrainConfig, train_dpo
+    from dicekit.round.train import train_dpo
 
     out = Path(run_dir) / "controls" / "oracle_pairs"
     if (out / "model").exists():
@@ -65,7 +65,6 @@ def run_oracle_control(run_dir: Path, cfg, seed: int) -> Path:
     rows = pd.concat([gen, offline], ignore_index=True)
     out.mkdir(parents=True, exist_ok=True)
     rundir.write_parquet(out / "pairs.parquet", rows)
-    train_dpo(cfg.policy, rows, out / "model", TrainConfig.from_round(cfg, seed=cfg.seed + 1), out / "train_log.jsonl",
-              out / ".work")
+    train_dpo(cfg.policy, rows, out / "model", cfg, out / "train_log.jsonl", out / ".work", seed=cfg.seed + 1)
     rundir.cleanup_work(out)
     return out

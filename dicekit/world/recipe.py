@@ -34,7 +34,7 @@ diagnostics for any seed):
 * π_0: light DPO (lr 2e-4, 2 epochs, SFT term weight 1 on the chosen response). Its implicit reward
   agrees with the oracle on 0.64–0.67 of the pairs of its *own* samples with different quality;
   heavier training (lr 5e-4, 4 epochs) drove that below chance (0.43) and no SFT term lowered it
-  (0.61): the selection effect of shared/PROBES.md.
+  (0.61): the selection effect of docs/method-notes.md.
 """
 
 from __future__ import annotations
@@ -262,8 +262,9 @@ def build_offline(cfg: WorldConfig, data: Path, pi_m1: Path, out: Path, quiet: b
 
 def build_pi_0(cfg: WorldConfig, pi_m1: Path, offline: Path, out: Path, quiet: bool) -> dict:
     from dicekit.models import load_model
+    from dicekit.config import TrainConfig
     from dicekit.round.score import score_sequences
-    from dicekit.round.train import TrainConfig, train_dpo
+    from dicekit.round.train import train_dpo
 
     rows = pd.read_parquet(offline / "offline_pairs.parquet")
     ref, _ = load_model(str(pi_m1), tokenizer=False)
@@ -276,11 +277,11 @@ def build_pi_0(cfg: WorldConfig, pi_m1: Path, offline: Path, out: Path, quiet: b
         loss_type, weights = ("sigmoid", "sft"), (1.0, cfg.pi0_sft_weight)
     tcfg = TrainConfig(beta=cfg.pi0_beta, loss_type=loss_type, loss_weights=weights, learning_rate=cfg.pi0_learning_rate,
                        global_batch_size=cfg.pi0_batch_size, per_device_batch_size=cfg.pi0_batch_size, max_steps=None,
-                       num_epochs=cfg.pi0_epochs, logging_steps=1, seed=cfg.seed, quiet=quiet)
+                       num_epochs=cfg.pi0_epochs, logging_steps=1, quiet=quiet)
     work = out.parent / f".{out.name}.work"
     with rundir.atomic_path(out) as tmp:
         tmp.mkdir()
-        info = train_dpo(str(pi_m1), rows, tmp / "model", tcfg, tmp / "train_log.jsonl", work)
+        info = train_dpo(str(pi_m1), rows, tmp / "model", tcfg, tmp / "train_log.jsonl", work, seed=cfg.seed)
     shutil.rmtree(work, ignore_errors=True)
     return info
 

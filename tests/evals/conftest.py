@@ -87,3 +87,9 @@ class LocalEndpoint:
     def close(self):
         self.httpd.shutdown()
         self.httpd.server_close()
+
+
+def longer_wins(a: str, b: str) -> str:
+    """A judge that prefers the longer answer, strongly if twice as long: the verdict label for A vs B."""
+    return ("A>>B" if len(a) >= 2 * len(b) else "A>B" if len(a) > len(b) else
+            "B>>A" if len(b) >= 2 * len(a) else "B>A" if len(b) > len(a) else "A=B")

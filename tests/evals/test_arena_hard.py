@@ -7,8 +7,8 @@ import re
 import numpy as np
 import pytest
 
-from dicekit.evals import arena_hard, bradley_terry
-from tests.evals.conftest import LocalEndpoint, run_cli
+from dicekit.evals import arena_hard, arena_hard_style, bradley_terry
+from tests.evals.conftest import LocalEndpoint, longer_wins, run_cli
 
 BASELINE = "gpt-4-0314"
 
@@ -31,7 +31,7 @@ def scores(tmp_path, rows, capsys, *extra):
     return json.loads(out)
 
 
-@pytest.mark.parametrize("module", [bradley_terry, arena_hard])
+@pytest.mark.parametrize("module", [bradley_terry, arena_hard, arena_hard_style])
 def test_docstring_examples(module):
     result = doctest.testmod(module)
     assert result.attempted > 0 and result.failed == 0
@@ -93,23 +93,49 @@ def test_bootstrap_is_seeded(tmp_path, capsys):
     assert a["ci_low"] < a["score"] < a["ci_high"]
 
 
-def test_style_control_scores_at_equal_length_by_hand():
-    """The model is longer than the baseline (300 vs 150 words) on 30 questions and wins 24 of them;
+def test_v2_style_control_scores_at_the_average_style_by_hand():
+    """The model is longer than the baseline (300 vs 150 tokens) on 30 questions and wins 24 of them;
     shorter (100 vs 150) on 10 and wins 2. Raw: 26 / 40 = 65. Length features (a−b)/(a+b) are 1/3
-    and −1/5; two feature values and two parameters make the fit exact: r + c/3 = logit(.8),
-    r − c/5 = logit(.2) ⇒ r = logit(.8) − (5/8)·(logit(.8) − logit(.2)) = log 4 − (5/4)·log 4 = −log(4)/4,
-    so the score at equal length is 100·σ(−log(4)/4) = 100·(√2 − 1) ≈ 41.42."""
+    and −1/5; two feature values and two parameters make the fit exact whatever the scaling:
+    logit .8 = log 4 at f = 1/3 and logit .2 = −log 4 at f = −1/5. v2.0 centres the features, so the
+    score is read at their mean, f̄ = (30·1/3 − 10·1/5)/40 = 1/5: r = −log 4 + (1/5 + 1/5)·(2 log 4)/(8/15)
+    = log 2, score 100·σ(log 2) = 200/3 (the markdown columns are constant, hence 0)."""
     longer = np.arange(40) < 30
     wins = np.zeros(40)
     wins[:24], wins[30:32] = 1.0, 1.0
     battles = bradley_terry.Battles(np.ones(40, dtype=int), np.zeros(40, dtype=int), wins)
     raw = bradley_terry.bt_scores(battles, 2, baseline=0, rounds=0)
-    feats = bradley_terry.style_features(np.where(longer, 300.0, 100.0), np.full(40, 150.0),
-                                         np.zeros((40, 3)), np.zeros((40, 3)))
+    feats = bradley_terry.style_features_v2(np.where(longer, 300.0, 100.0), np.full(40, 150.0),
+                                            np.zeros((40, 3)), np.zeros((40, 3)))
     styled = bradley_terry.bt_scores(bradley_terry.Battles(battles.player_a, battles.player_b, wins, feats), 2, 0, rounds=0)
     assert raw.score[1] == pytest.approx(65.0)
-    assert styled.score[1] == pytest.approx(100 * (np.sqrt(2) - 1), abs=1e-6)
+    assert styled.score[1] == pytest.approx(200 / 3, abs=1e-6)
     assert styled.style_coefs[0] > 0 and np.all(styled.style_coefs[1:] == 0)
+    assert feats[:, 0].mean() == pytest.approx(0.0) and feats[:, 0].std(ddof=1) == pytest.approx(1.0)
+
+
+def test_v01_style_features_and_penalised_fit_by_hand():
+    """v0.1 compares raw counts as (a−b)/(a+b+1): 300 vs 150 tokens → 150/451, 100 vs 150 → −50/251;
+    standardised with the population sd. Its fit is scikit-learn's L2 (C = 1) logistic regression on
+    both players' coefficients in log10 units, each battle twice. With one feature taking two values
+    the fit is no longer exact: at the optimum the gradient of
+    2·Σ logloss + ½‖(c_m, c_b, β)‖² vanishes, i.e. 2·ln10·Σ(y − p) = c_m = −c_b and 2·Σ(y − p)·f = β."""
+    longer = np.arange(40) < 30
+    wins = np.zeros(40)
+    wins[:24], wins[30:32] = 1.0, 1.0
+    tokens = np.where(longer, 300.0, 100.0)
+    feats = bradley_terry.style_features_v01(tokens, np.full(40, 150.0), np.zeros((40, 3)), np.zeros((40, 3)))
+    raw = np.where(longer, 150 / 451, -50 / 251)
+    assert feats[:, 0] == pytest.approx((raw - raw.mean()) / raw.std())
+    battles = bradley_terry.Battles(np.ones(40, dtype=int), np.zeros(40, dtype=int), wins, feats)
+    r, beta = bradley_terry.ratings_v01_style(battles, 2, 0)
+    c_m = r[1] / (2 * np.log(10))  # c_b = −c_m by symmetry, r = ln10·(c_m − c_b)
+    p = 1 / (1 + np.exp(-(r[1] + feats @ beta)))
+    assert 2 * np.log(10) * (wins - p).sum() == pytest.approx(c_m, abs=1e-8)
+    assert 2 * ((wins - p) * feats[:, 0]).sum() == pytest.approx(beta[0], abs=1e-8)
+    assert np.all(beta[1:] == 0)
+    unpenalised = bradley_terry.ratings(battles, 2, 0)[0][1]
+    assert 0 < r[1] < unpenalised  # the penalty pulls the rating towards the baseline's
 
 
 def test_bad_judgments_exit_2(tmp_path, capsys):
@@ -158,8 +184,7 @@ class VerdictServer(LocalEndpoint):
         user = body["messages"][1]["content"]
         a = re.search(r"\[A\](.*)\[/A\]", user, re.S).group(1)
         b = re.search(r"\[B\](.*)\[/B\]", user, re.S).group(1)
-        verdict = ("A>>B" if len(a) >= 2 * len(b) else "A>B" if len(a) > len(b) else
-                   "B>>A" if len(b) >= 2 * len(a) else "B>A" if len(b) > len(a) else "A=B")
+        verdict = longer_wins(a, b)
         self.calls += 1
         reply = {"choices": [{"index": 0, "message": {"role": "assistant", "content": f"Verdict: [[{verdict}]]"}}]}
         return 200, json.dumps(reply).encode(), {}

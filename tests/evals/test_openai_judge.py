@@ -20,7 +20,8 @@ INSTRUCTION_RE = re.compile(r'"instruction": """(.*?)"""', re.S)
 class FakeJudgeServer(LocalEndpoint):
     """Answers /v1/chat/completions like OpenAI with logprobs. The judge it plays prefers the longer
     output shown: P(m) = 0.8 if the first shown output is at least as long, else 0.3.
-    ``faults`` is consumed one per request: 429, 500, "timeout", "garbage", "no_logprobs", 401."""
+    ``faults`` is consumed one per request: 429, 500, "timeout", "garbage", "no_logprobs", 401, or
+    (status, headers) for a status with chosen headers (e.g. ``(429, {"Retry-After": "7"})``)."""
 
     def __init__(self, faults=()):
         self.faults = list(faults)
@@ -34,12 +35,15 @@ class FakeJudgeServer(LocalEndpoint):
         with self.lock:
             self.requests += 1
             self.auth_headers.add(headers.get("Authorization", ""))
+            self.last_body = body
             fault = self.faults.pop(0) if self.faults else None
         if fault == "timeout":
             time.sleep(1.5)
             return None
         if isinstance(fault, int):
             return fault, b'{"error": {"message": "try later"}}', {"Retry-After": "0"}
+        if isinstance(fault, tuple):
+            return fault[0], b'{"error": {"message": "not this one"}}', fault[1]
         if fault == "garbage":
             return 200, b"<html>\x00 not json", {}
         return 200, json.dumps(self.answer(body, with_logprobs=fault != "no_logprobs")).encode(), {}
@@ -192,3 +196,39 @@ def test_rejected_key_stops_without_echoing_it(task, capsys):
     finally:
         server.close()
     assert rc == 2 and "HTTP 401" in err and API_KEY not in err + out
+
+
+def test_retry_after_is_honoured_and_capped(monkeypatch):
+    """The wait before a retry is at least what the server asks (Retry-After in seconds, or OpenAI's
+    retry-after-ms), never more than max_backoff_s; the backoff alone would be ≤ 0.01·2^attempt s."""
+    from dicekit.evals.openai_judge import ChatClient, Endpoint
+
+    monkeypatch.setenv("DICEKIT_TEST_JUDGE_KEY", API_KEY)
+    server = FakeJudgeServer(faults=[(429, {"Retry-After": "7"}), (503, {"Retry-After": "120"}),
+                                     (429, {"retry-after-ms": "250", "Retry-After": "9"})])
+    slept = []
+    try:
+        client = ChatClient(Endpoint(model="judge", base_url=server.url, api_key_env="DICEKIT_TEST_JUDGE_KEY",
+                                     timeout_s=5, backoff_s=0.01, max_backoff_s=60.0, max_retries=3), sleep=slept.append)
+        data = client.chat({"model": "judge", "max_tokens": 1, "top_logprobs": 5, "messages": [
+            {"role": "user", "content": '"instruction": """q"""\n"output": """aa"""\n"output": """b"""'}]})
+    finally:
+        server.close()
+    assert data["choices"][0]["message"]["content"] == "m"
+    assert slept == [7.0, 60.0, 0.25]
+    assert server.last_body["max_tokens"] == 1 and server.last_body["top_logprobs"] == 5  # the body as given
+    assert (client.stats.calls, client.stats.retries, server.requests) == (1, 3, 4)
+
+
+def test_non_retryable_error_fails_that_item_once_and_the_run_asks_for_a_rerun(task, capsys):
+    """A 400 (the request itself is wrong) is not retried: that item fails after one request, the
+    other six are judged, and the command exits 1 saying to rerun it."""
+    task_dir, _, _ = task
+    server = FakeJudgeServer(faults=[(400, {})])
+    try:
+        config = judge_config(task_dir / "judge.yaml", server, concurrency=1)
+        rc, _, err = run_alpaca(task_dir, config, capsys)
+    finally:
+        server.close()
+    assert rc == 1 and "HTTP 400" in err and "rerun the same command" in err
+    assert server.requests == 7 and len(server.answered) == 6

@@ -1,4 +1,4 @@
-"""`dicekit demo --scale ci`: the whole pipeline at a reduced size, checked against shared/CONTRACT.md,
+"""`dicekit demo --scale ci`: the whole pipeline at a reduced size, checked against docs/run-folder.md,
 and every number of its table recomputed from the files it wrote."""
 
 import json
