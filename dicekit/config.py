@@ -95,10 +95,11 @@ class RoundConfig(TrainConfig):
     top_p: float = 1.0
     max_new_tokens: int = 2048
     generate_batch_size: int = 64  # sequences per generation batch (a multiple of samples_per_prompt is best)
-    # HF sampler's compute dtype; None: score_dtype (the same model serves both). bfloat16 on a CPU
-    # with avx512_bf16 is the fast path (benchmarks/generation.py); it changes what is sampled (the
-    # draw reads bf16 logits) and the sampler's logp is then not the scorer's (so not with
-    # policy_logp_from_sampler unless score_dtype is bfloat16 too). Scores stay in score_dtype.
+    # HF sampler's compute dtype; None: score_dtype (the same model serves both). bfloat16 pays off
+    # where bf16 matmuls are fast (GPU; CPU with avx512_bf16/AMX), not on an AVX2-only CPU
+    # (benchmarks/README, "Generation"); it changes what is sampled (the draw reads bf16 logits) and
+    # the sampler's logp is then not the scorer's (so not with policy_logp_from_sampler unless
+    # score_dtype is bfloat16 too). Scores stay in score_dtype.
     generate_dtype: Literal["float32", "bfloat16", "float16"] | None = None
     shard_prompts: int = 64  # prompts per shard: the unit of resumption and of multi-process sharding
     # filtering (official code: drop truncated, <= 3 or >= 6700 characters; prompts need 8 valid samples)
