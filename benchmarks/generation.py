@@ -100,6 +100,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--random-model", action="store_true", help="a random model of SmolLM2-135M's shape")
     ap.add_argument("--json", help="also write the results here")
+    ap.add_argument("--reverse", action="store_true", help="run the lines in reverse order (for a second run on a busy machine)")
     ap.add_argument("--lines", nargs="+", default=LINES, choices=LINES, help="lines to run (the baseline always runs)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -122,6 +123,7 @@ def main() -> None:
     lengths = {n: [] for n in lines}
     for rep in range(args.repeats):
         order = lines[rep % len(lines):] + lines[: rep % len(lines)]
+        order = order[::-1] if args.reverse else order
         for name in order:
             dt, rows = run_line(name, models, pad, stops, prompts, keys, args.new_tokens)
             n_tok = sum(len(r) for r in rows)
