@@ -57,6 +57,7 @@ test-deepspeed:
 bench: $(BIN)/.installed
 	$(BIN)/python benchmarks/alpha_search.py
 	$(BIN)/python benchmarks/scoring.py
+	$(BIN)/python benchmarks/generation.py
 
 clean-venv:
 	rm -rf $(VENV)

@@ -43,9 +43,9 @@ def smollm2_shaped(seed: int):
     return LlamaForCausalLM(cfg).eval()
 
 
-def matmul_gflops(n: int = 1024, reps: int = 20, trials: int = 3) -> float:
-    """Best of ``trials`` timings of ``reps`` fp32 (n × n) @ (n × n) products."""
-    a, b = torch.randn(n, n), torch.randn(n, n)
+def matmul_gflops(n: int = 1024, reps: int = 20, trials: int = 3, dtype=torch.float32) -> float:
+    """Best of ``trials`` timings of ``reps`` (n × n) @ (n × n) products in ``dtype`` (fp32 default)."""
+    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
     torch.mm(a, b)
     best = 0.0
     for _ in range(trials):

@@ -100,6 +100,12 @@ class RoundConfig(TrainConfig):
     top_p: float = 1.0
     max_new_tokens: int = 2048
     generate_batch_size: int = 64  # sequences per generation batch (a multiple of samples_per_prompt is best)
+    # HF sampler's compute dtype; None: score_dtype (the same model serves both). bfloat16 pays off
+    # where bf16 matmuls are fast (GPU; CPU with avx512_bf16/AMX), not on an AVX2-only CPU
+    # (benchmarks/README, "Generation"); it changes what is sampled (the draw reads bf16 logits) and
+    # the sampler's logp is then not the scorer's (so not with policy_logp_from_sampler unless
+    # score_dtype is bfloat16 too). Scores stay in score_dtype.
+    generate_dtype: Literal["float32", "bfloat16", "float16"] | None = None
     shard_prompts: int = 64  # prompts per shard: the unit of resumption and of multi-process sharding
     # filtering (official code: drop truncated, <= 3 or >= 6700 characters; prompts need 8 valid samples)
     drop_truncated: bool = True
@@ -317,6 +323,9 @@ def _validate_round(cfg: RoundConfig, source: str) -> None:
             bad(key, "must be >= 1 (or null for all)")
     if cfg.max_prompt_tokens is not None and cfg.max_prompt_tokens < 1:
         bad("max_prompt_tokens", "must be >= 1 (or null for the model's context minus max_new_tokens)")
+    if cfg.policy_logp_from_sampler and cfg.backend == "hf" and (cfg.generate_dtype or cfg.score_dtype) != cfg.score_dtype:
+        bad("policy_logp_from_sampler", f"needs generate_dtype = score_dtype ({cfg.score_dtype}): the sampler's "
+            f"{cfg.generate_dtype} log-probs are not the scorer's")
     _validate_train(cfg, source)
     if cfg.health_max_pairs < 1:
         bad("health_max_pairs", "must be >= 1")

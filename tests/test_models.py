@@ -119,3 +119,23 @@ def test_identical_samples_are_scored_once(tiny_world):
     assert np.allclose(total, [alone[0], alone[1], alone[0], alone[0]], atol=1e-5)
     assert [len(x) for x in per_tok] == [len(a), len(b), len(a), len(a)] and np.allclose(per_tok[3], per_tok[0])
     assert once <= len(p) + 2 * max(len(a), len(b))  # the prompt once, two distinct responses (padded)
+
+
+@pytest.mark.parametrize("temperature,top_p", [(1.0, 0.9), (1.0, 1.0), (0.0, 1.0)])
+def test_decode_loop_draws_what_hf_generate_draws(tiny_world, temperature, top_p):
+    """dicekit's decode loop (rows leave the batch at their stop token) gives the same tokens, finish
+    reasons and sampler log-probs as ``generate`` with the keyed draw as a logits processor."""
+    from dicekit.round.generate import _generate_batch, _generate_batch_hf
+    from dicekit.round.sampling import sample_key
+
+    model, tok = load_model(tiny_world["policy"])
+    stops = stop_token_ids(model, tok)
+    ps = [prompt_ids(tok, p) for p in ["red cat", "one two three", "sun", "big"] for _ in range(3)]
+    keys = [sample_key(7, 1, str(i), 0) for i in range(len(ps))]
+    kw = dict(max_new_tokens=10, temperature=temperature, top_p=top_p)
+    ours = _generate_batch(model, int(tok.pad_token_id), stops, ps, keys, **kw)
+    ref = _generate_batch_hf(model, int(tok.pad_token_id), stops, ps, keys, **kw)
+    assert [(r, f) for r, f, _ in ours] == [(r, f) for r, f, _ in ref]
+    reasons = {f for _, f, _ in ours}
+    assert reasons == {"stop", "length"} or temperature == 0  # rows did leave the batch early
+    assert np.abs(np.array([lp for *_, lp in ours]) - np.array([lp for *_, lp in ref])).max() < 1e-5

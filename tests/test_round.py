@@ -156,6 +156,22 @@ def test_policy_logp_from_the_hf_sampler_equals_scoring(round_values, tmp_path, 
     pd.testing.assert_frame_equal(pa[cols], pb[cols])
 
 
+def test_bf16_sampling_keeps_fp32_scores(round_values, tmp_path):
+    """``generate_dtype: bfloat16`` samples from a bf16 copy of π_{t-1}; logp_policy / logp_ref are
+    still the fp32 scorer's on the sampled IDs, while the sampler's own bf16 log-probs differ."""
+    from dicekit.models import load_model
+    from dicekit.round.score import score_sequences
+
+    base = {**round_values, "max_steps": 1, "replay_ratio": 0.0, "offline_data": None}
+    rdir = run_round(build(RoundConfig, {**base, "run_dir": str(tmp_path / "bf16"), "generate_dtype": "bfloat16"}, "t"))
+    s = pd.read_parquet(rdir / "samples.parquet")
+    v = s[s.valid]
+    model, _ = load_model(round_values["policy"])
+    want = score_sequences(model, list(v.prompt_ids), list(v.response_ids))
+    assert len(v) > 10 and np.abs(v.logp_policy.to_numpy() - want).max() < 1e-4
+    assert np.abs(v.logp_sampler.to_numpy() - want).max() > 1e-3  # bf16 logits: not the scorer's numbers
+
+
 def _bad(tmp_path, round_values, capsys, **change):
     """Run the CLI in-process (same code path as the console script) and capture its exit and stderr."""
     from dicekit.cli import main
@@ -188,6 +204,7 @@ def test_bad_inputs_exit_2_with_one_line_and_write_nothing(tmp_path, round_value
         (dict(gate=True, health=False), "key 'gate': needs health: true"),
         (dict(gate_signal="oracle"), "key 'gate_signal': must be one of"),
         (dict(reward_mode="total"), "key 'reward_mode': must be one of"),
+        (dict(generate_dtype="bfloat16", policy_logp_from_sampler=True), "key 'policy_logp_from_sampler': needs generate_dtype"),
     ]
     for change, message in cases:
         r = _bad(tmp_path, round_values, capsys, **change)

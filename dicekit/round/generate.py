@@ -22,7 +22,7 @@ import pandas as pd
 from dicekit import rundir
 from dicekit.core.pairs import response_chars
 from dicekit.progress import bar
-from dicekit.round.sampling import KeyedSampler, sample_key
+from dicekit.round.sampling import sample_key
 
 SAMPLE_COLUMNS = ["prompt_id", "sample_id", "prompt", "response", "prompt_ids", "response_ids",
                   "n_tokens", "n_chars", "finish_reason", "logp_sampler"]
@@ -34,13 +34,10 @@ def shard_plan(n_prompts: int, shard_prompts: int) -> list[tuple[int, int]]:
     return [(lo, min(lo + shard_prompts, n_prompts)) for lo in range(0, n_prompts, shard_prompts)]
 
 
-def _generate_batch(model, pad_id: int, stop_ids, prompts: list[list[int]], keys: list[int], *,
-                    max_new_tokens: int, temperature: float, top_p: float) -> list[tuple[list[int], str, float]]:
-    """One left-padded ``generate`` call; returns (response_ids, finish_reason, logp) per row, ``logp``
-    being the sampling model's own summed log-probs of ``response_ids`` (raw logits, stop token
-    included), read off the logits the draw used."""
+def _left_pad(prompts: list[list[int]], pad_id: int):
+    """(input_ids, attention_mask, position_ids) of a left-padded batch; positions count real tokens
+    from 0 (pads get 0), as ``generate`` numbers them."""
     import torch
-    from transformers import GenerationConfig, LogitsProcessorList
 
     width = max(len(p) for p in prompts)
     ids = torch.full((len(prompts), width), pad_id, dtype=torch.long)
@@ -48,6 +45,78 @@ def _generate_batch(model, pad_id: int, stop_ids, prompts: list[list[int]], keys
     for i, p in enumerate(prompts):
         ids[i, width - len(p):] = torch.tensor(p)
         mask[i, width - len(p):] = 1
+    pos = (mask.cumsum(-1) - 1).masked_fill(mask == 0, 0)
+    return ids, mask, pos
+
+
+def _generate_batch(model, pad_id: int, stop_ids, prompts: list[list[int]], keys: list[int], *,
+                    max_new_tokens: int, temperature: float, top_p: float) -> list[tuple[list[int], str, float]]:
+    """One left-padded batch, decoded by dicekit's own loop; returns (response_ids, finish_reason,
+    logp) per row, ``logp`` being the sampling model's own summed log-probs of ``response_ids`` (raw
+    logits in float32, stop token included), read off the logits the draw used.
+
+    The loop makes the same forward calls as ``transformers``' ``generate`` with
+    :class:`~dicekit.round.sampling.KeyedSampler` (prompt forward with the last position's logits only, then
+    one token per step through the KV cache) and draws the same tokens (tested token for token), but
+    a row leaves the batch as soon as it emits a stop token: its cache entries are dropped and later
+    steps run on the rows still going. Greedy evaluation and samples of very unequal lengths then cost
+    what their tokens cost, not ``batch × longest``. The model runs in its own dtype (a bfloat16 copy
+    for ``generate_dtype: bfloat16``); the draw and ``logp`` use its logits cast to float32.
+    """
+    import torch
+    from transformers import DynamicCache
+
+    from dicekit.core.objectives import logits_logps
+    from dicekit.round.sampling import choose_tokens, uniforms
+
+    device = next(model.parameters()).device
+    ids, mask, pos = (t.to(device) for t in _left_pad(prompts, pad_id))
+    stops = torch.tensor(sorted({int(s) for s in stop_ids}), dtype=torch.long, device=device)
+    all_keys = np.array(keys, dtype=np.uint64)
+    rows = torch.arange(len(prompts), device=device)  # original index of each row still decoding
+    out_ids: list[list[int]] = [[] for _ in prompts]
+    out_lp = [0.0] * len(prompts)
+    reason = ["length"] * len(prompts)
+    cache = DynamicCache(config=model.config)
+    with torch.no_grad():
+        logits = model(input_ids=ids, attention_mask=mask, position_ids=pos, past_key_values=cache,
+                       use_cache=True, logits_to_keep=1).logits[:, -1, :].float()
+        last = pos[:, -1]
+        for step in range(max_new_tokens):
+            u = torch.from_numpy(uniforms(all_keys[rows.cpu().numpy()], step)).to(device)
+            tok = choose_tokens(logits, u, temperature, top_p)
+            lp = logits_logps(logits, tok).double().cpu().tolist()
+            done = torch.isin(tok, stops)
+            for r, t, l, d in zip(rows.tolist(), tok.tolist(), lp, done.tolist()):
+                out_ids[r].append(t)
+                out_lp[r] += l
+                if d:
+                    reason[r] = "stop"
+            if step == max_new_tokens - 1 or bool(done.all()):
+                break
+            if bool(done.any()):
+                keep = (~done).nonzero()[:, 0]
+                cache.batch_select_indices(keep)
+                rows, tok, mask, last = rows[keep], tok[keep], mask[keep], last[keep]
+            mask = torch.cat([mask, mask.new_ones((mask.shape[0], 1))], dim=1)
+            last = last + 1
+            logits = model(input_ids=tok[:, None], attention_mask=mask, position_ids=last[:, None],
+                           past_key_values=cache, use_cache=True).logits[:, -1, :].float()
+    return [(out_ids[b], reason[b], float(out_lp[b])) for b in range(len(prompts))]
+
+
+def _generate_batch_hf(model, pad_id: int, stop_ids, prompts: list[list[int]], keys: list[int], *,
+                       max_new_tokens: int, temperature: float, top_p: float) -> list[tuple[list[int], str, float]]:
+    """The same contract through ``transformers``' ``generate`` with the keyed draw as a logits
+    processor (:class:`~dicekit.round.sampling.KeyedSampler`): the reference :func:`_generate_batch` is
+    tested against, and the "dicekit on HF generate" line of ``benchmarks/generation.py``."""
+    import torch
+    from transformers import GenerationConfig, LogitsProcessorList
+
+    from dicekit.round.sampling import KeyedSampler
+
+    ids, mask, _ = _left_pad(prompts, pad_id)
+    width = ids.shape[1]
     gen_cfg = GenerationConfig(
         do_sample=False, max_new_tokens=max_new_tokens, eos_token_id=list(stop_ids), pad_token_id=pad_id,
         num_beams=1, repetition_penalty=1.0, no_repeat_ngram_size=0, temperature=None, top_p=None, top_k=None,

@@ -175,8 +175,8 @@ def stage_samples(cfg: RoundConfig, t: int, rdir: Path, models: _OneModel, polic
                 with _vllm_engine(cfg, policy) as engine:
                     generate_samples(None, tok, stop_ids, prompts, work / "gen", engine=engine, **gen_kw)
             model, _ = models.get(policy) if not cfg.policy_logp_from_sampler else (None, tok)
-        else:
-            generate_samples(model, tok, stop_ids, prompts, work / "gen", **gen_kw)
+        elif not all(p.exists() for p in done("gen")):
+            generate_samples(_generation_model(cfg, model), tok, stop_ids, prompts, work / "gen", **gen_kw)
         _score_shards(cfg, model, work, "score_policy", "logp_policy", mine, "scoring under policy")
         ref_model, _ = models.get(reference)
         _score_shards(cfg, ref_model, work, "score_ref", "logp_ref", mine, "scoring under reference")
@@ -196,6 +196,17 @@ def stage_samples(cfg: RoundConfig, t: int, rdir: Path, models: _OneModel, polic
         raise RuntimeError(f"{work}: a valid sample has no score; delete {work} and re-run the round")
     rundir.write_parquet(out, samples)
     return samples
+
+
+def _generation_model(cfg: RoundConfig, model):
+    """The HF sampler's model: the scoring model itself, or a copy in ``generate_dtype``."""
+    if not cfg.generate_dtype or cfg.generate_dtype == cfg.score_dtype:
+        return model
+    import copy
+
+    import torch
+
+    return copy.deepcopy(model).to(getattr(torch, cfg.generate_dtype))
 
 
 def _vllm_engine(cfg: RoundConfig, policy: str):

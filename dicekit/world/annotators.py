@@ -34,9 +34,14 @@ class Annotators:
     length_scale: float = 20.0  # s: characters per unit of length preference
     seed: int = 0
 
+    def quality(self, prompt: str, response: str) -> float:
+        """The quality the annotators perceive (the world's oracle; a subclass may judge otherwise,
+        e.g. by the share of a prompt's verifiable instructions followed)."""
+        return quality(prompt, response)
+
     def prob_first(self, prompt: str, a: str, b: str) -> float:
         """P(a ≻ b) under the model above."""
-        logit = (quality(prompt, a) - quality(prompt, b)) / self.tau
+        logit = (self.quality(prompt, a) - self.quality(prompt, b)) / self.tau
         logit += self.verbosity * (len(a) - len(b)) / self.length_scale
         return 1.0 / (1.0 + math.exp(-max(-60.0, min(60.0, logit))))
 

