@@ -82,28 +82,43 @@ def test_ranks_follow_their_own_rank_0(tmp_path, monkeypatch):
         proc.wait()
 
 
+# The second `run-round` of the trial: imports everything first (seconds of import time during which a
+# fast machine finishes the first round), then waits for a line on stdin before it runs the command.
+PREWARMED = ("import sys\nimport dicekit.round.run, dicekit.commands.run_round\nfrom dicekit.cli import main\n"
+             "print('ready', flush=True)\nsys.stdin.readline()\nsys.exit(main(sys.argv[1:]))\n")
+
+
 def test_two_run_rounds_of_one_config_at_once(round_values, tmp_path):
     """The trial: two `run-round --config X` started together. The second stops with exit 2 naming
-    the first; the first's train_log.jsonl has each step once and metrics.json its last step."""
+    the first; the first's train_log.jsonl has each step once and metrics.json its last step.
+    The second is started only once the first holds the lock, and with its imports already done, so the
+    first cannot finish before the second asks (which would make the trial test nothing)."""
+    steps_asked = 200
     cfg = tmp_path / "cfg.yaml"
-    cfg.write_text(yaml.safe_dump({**round_values, "max_steps": 40, "num_rounds": 1}))
+    cfg.write_text(yaml.safe_dump({**round_values, "max_steps": steps_asked, "num_rounds": 1}))
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    cmd = [sys.executable, "-m", "dicekit", "run-round", "--config", str(cfg)]
+    args = ["run-round", "--config", str(cfg)]
+    cmd = [sys.executable, "-m", "dicekit", *args]
+    second = subprocess.Popen([sys.executable, "-c", PREWARMED, *args], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT, env=env)
+    assert second.stdout.readline().strip() == "ready"
     first = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT, env=env)
     lock = Path(round_values["run_dir"]) / ".lock"
     deadline = time.monotonic() + 120
     while not (lock.exists() and lock.read_text().strip()) and first.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.05)
-    second = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, env=env)
+        time.sleep(0.02)
+    assert first.poll() is None, "the first run-round ended before it was seen holding the lock"
+    second_out, second_err = second.communicate("go\n", timeout=300)
+    assert first.poll() is None, "the first run-round finished before the second asked for the lock"
     out, err = first.communicate(timeout=600)
     assert first.returncode == 0, err[-2000:]
-    assert second.returncode == 2 and "Traceback" not in second.stderr
-    lines = second.stderr.strip().splitlines()
-    assert len(lines) == 1 and f"in use by pid {first.pid}" in lines[0], second.stderr
+    assert second.returncode == 2 and "Traceback" not in second_err, second_err[-2000:]
+    lines = second_err.strip().splitlines()
+    assert len(lines) == 1 and f"in use by pid {first.pid}" in lines[0], second_err
     rdir = Path(round_values["run_dir"]) / "round_1"
     log = [json.loads(x) for x in (rdir / "train_log.jsonl").read_text().splitlines()]
     steps = [x["step"] for x in log if "loss" in x]
-    assert steps == sorted(set(steps)) and len(steps) == 40
+    assert steps == sorted(set(steps)) and len(steps) == steps_asked
     metrics = json.loads((rdir / "metrics.json").read_text())
     assert metrics["final_loss"] == [x for x in log if "loss" in x][-1]["loss"]
     # once it is done, the same command runs again and says there is nothing to do

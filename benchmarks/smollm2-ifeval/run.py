@@ -66,6 +66,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--dtype", choices=["float32", "bfloat16"], default="float32",
                     help="compute dtype of sampling, evaluation and DPO (autocast); bfloat16 pays off on a GPU or a CPU "
                          "with avx512_bf16/AMX (benchmarks/README, Generation), float32 elsewhere; scores stay fp32")
+    ap.add_argument("--publish", help="folder (e.g. reports/smollm2-ifeval/run in the repository) that receives each "
+                    "stage's small results as it lands (evaluations, offline pairs, timings, π_0's training log and "
+                    "weight digest), and from which a run on a new machine restores them instead of recomputing; "
+                    "models are not published: a missing π_0 is retrained from the published offline pairs")
+    ap.add_argument("--threads", type=int, default=2, help="CPU threads (torch) when no GPU is present")
     ap.add_argument("--stop-after", help=f"stop after this stage ({', '.join(STAGES)}; eval_<model> for one evaluation)")
     args = ap.parse_args(argv)
 
@@ -79,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
     from dicekit.config import TrainConfig
 
     if not torch.cuda.is_available():
-        torch.set_num_threads(2)
+        torch.set_num_threads(args.threads)
     out = Path(args.out).resolve()
     out.mkdir(parents=True, exist_ok=True)
     report = Path(args.report).resolve() if args.report else out / "report"
@@ -101,6 +106,30 @@ def main(argv: list[str] | None = None) -> int:
     ablations = {"pi_1_alpha0": (out / "ablation_alpha0", {"alpha": 0.0}),
                  "pi_1_gamma1": (out / "ablation_gamma1", {"replay_ratio": 1.0})}
 
+    def ifeval_dir(name):
+        return dice / "evals" / "ifeval" / name
+
+    publish = Path(args.publish).resolve() if args.publish else None
+    # restored on a new machine: the offline pairs and the evaluations (π_0 is retrained from the pairs)
+    small = {"offline": out / "offline", "offline_info.json": out / "offline_info.json"}
+    # published only: π_0's training record and weight digest (a retrained π_0 is checked against it)
+    record = {"pi_0_info.json": out / "pi_0_info.json", "pi_0_train_log.jsonl": out / "pi_0" / "train_log.jsonl"}
+
+    def published_evals():
+        return sorted(p.parent.name for p in (publish / "evals").glob("*/metrics.json")) if publish else []
+
+    if publish is not None:  # restore what an earlier run published and this folder lacks
+        restored = R.restore_published(publish, {**small, **{f"evals/{n}": ifeval_dir(n) for n in published_evals()}})
+        for name in restored:
+            print(f"[restore] {name} from {publish}", flush=True)
+        if (publish / "timings.json").is_file():
+            timings = {**json.loads((publish / "timings.json").read_text()), **timings}
+
+    def publish_now():
+        if publish is not None:
+            evals = {f"evals/{d.name}": d for d in sorted((dice / "evals" / "ifeval").glob("*")) if (d / "metrics.json").is_file()}
+            R.publish_small(publish, {**small, **record, **evals, "timings.json": timings_path})
+
     def timed(name, done: bool, fn):
         if done:
             print(f"[{name}] on disk, skipped", flush=True)
@@ -111,6 +140,7 @@ def main(argv: list[str] | None = None) -> int:
             timings[name] = round(time.time() - t0, 1)
             rundir.write_json(timings_path, timings)
             print(f"[{name}] done in {timings[name]:.0f} s", flush=True)
+            publish_now()
         if name == args.stop_after:
             sys.exit(0)
 
@@ -118,9 +148,6 @@ def main(argv: list[str] | None = None) -> int:
         rows = make_prompts(N_OFFLINE + N_DICE, seed=args.seed)
         rundir.write_jsonl(offline_prompts, rows[:N_OFFLINE])
         rundir.write_jsonl(dice_prompts, rows[N_OFFLINE:])
-
-    def ifeval_dir(name):
-        return dice / "evals" / "ifeval" / name
 
     def evaluate(name, model):
         from dicekit.commands.eval_ifeval import main as eval_main
@@ -143,6 +170,11 @@ def main(argv: list[str] | None = None) -> int:
     def pi_0():
         tcfg = build(TrainConfig, dict(PI0, logging_steps=1, train_dtype=args.dtype), "smollm2-ifeval pi_0 settings")
         info = R.build_pi_0(pi_m1, out / "offline", out / "pi_0", tcfg, args.seed)
+        before = publish / "pi_0_info.json" if publish else None
+        if before is not None and before.is_file():  # π_0 retrained on a new machine: is it the published one?
+            old = json.loads(before.read_text()).get("weights_sha256")
+            info["same_weights_as_published"] = old == info["weights_sha256"]
+            print(f"[pi_0] weights equal to the published π_0's: {info['same_weights_as_published']}", flush=True)
         rundir.write_json(out / "pi_0_info.json", info)
 
     def ablation_runs():
@@ -159,7 +191,7 @@ def main(argv: list[str] | None = None) -> int:
                 f"{name} settings"), 1)
 
     def write_report():
-        from dicekit.report import write_report as report_md
+        from dicekit.view.report import write_report as report_md
 
         report.mkdir(parents=True, exist_ok=True)
         responses = report / "responses"

@@ -16,6 +16,7 @@ annotators that judge by the IFEval checker, offline pairs from π_{-1}'s sample
 
 from __future__ import annotations
 
+import hashlib
 import shutil
 from dataclasses import dataclass
 from functools import lru_cache
@@ -99,5 +100,56 @@ def build_pi_0(pi_m1: str, offline: Path, out: Path, train_cfg, seed: int) -> di
     with rundir.atomic_path(out) as tmp:
         tmp.mkdir()
         info = train_dpo(pi_m1, rows, tmp / "model", train_cfg, tmp / "train_log.jsonl", work, seed=seed)
+        info = {**info, "weights_sha256": weights_digest(tmp / "model")}
     shutil.rmtree(work, ignore_errors=True)
     return info
+
+
+def weights_digest(model_dir: Path) -> str:
+    """sha256 over a saved model's weight files (names and bytes, in name order)."""
+    h = hashlib.sha256()
+    for f in sorted(Path(model_dir).glob("*.safetensors")) + sorted(Path(model_dir).glob("*.bin")):
+        h.update(f.name.encode())
+        with open(f, "rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                h.update(block)
+    return h.hexdigest()
+
+
+def publish_small(publish: Path, items: dict[str, Path]) -> list[str]:
+    """Copy each present item (a file, or a folder's visible files) to ``publish/<name>``, atomically per
+    item, replacing what was there. Returns the names copied."""
+    done = []
+    for name, src in items.items():
+        if not src.exists():
+            continue
+        dest = Path(publish) / name
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        with rundir.atomic_path(dest) as tmp:
+            if src.is_dir():
+                tmp.mkdir()
+                for f in sorted(src.iterdir()):
+                    if f.is_file() and not f.name.startswith("."):
+                        shutil.copy2(f, tmp / f.name)
+            else:
+                shutil.copy2(src, tmp)
+        done.append(name)
+    return done
+
+
+def restore_published(publish: Path, items: dict[str, Path]) -> list[str]:
+    """The reverse of :func:`publish_small` for items the run folder lacks: copy ``publish/<name>`` to
+    its place (atomically). Returns the names restored."""
+    done = []
+    for name, dest in items.items():
+        src = Path(publish) / name
+        if dest.exists() or not src.exists():
+            continue
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        with rundir.atomic_path(dest) as tmp:
+            if src.is_dir():
+                shutil.copytree(src, tmp)
+            else:
+                shutil.copy2(src, tmp)
+        done.append(name)
+    return done
