@@ -3,10 +3,12 @@ pairs from SmolLM2-135M-Instruct's samples (slow, real model)."""
 
 import importlib.util
 import json
+from pathlib import Path
 
 import pandas as pd
 import pytest
 
+ROOT = Path(__file__).resolve().parent.parent
 ROW = {"prompt": "Describe a cat. Your entire response should be in English, and in all lowercase letters.",
        "instruction_id_list": ["change_case:english_lowercase"], "kwargs": [{}], "prompt_id": "cat"}
 
@@ -53,3 +55,41 @@ def test_offline_pairs_from_smollm2(tmp_path):
     for r, t in zip(pairs.itertuples(), text):
         assert list(r.chosen_ids) != list(r.rejected_ids) and t["chosen"] != t["rejected"]
         assert r.chosen_ids[-1] == r.rejected_ids[-1] == tok.convert_tokens_to_ids("<|im_end|>")
+
+
+def _recipe():
+    spec = importlib.util.spec_from_file_location("smollm2_ifeval_run", ROOT / "benchmarks" / "smollm2-ifeval" / "run.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_the_recipe_end_to_end_at_smoke_sizes_then_restored_on_a_new_machine(tiny_world, tmp_path):
+    """The recipe's one command, every stage, on the tiny model at smoke sizes (4 + 4 prompts, 2 samples,
+    3 IFEval prompts, 8 new tokens): each stage's result lands, the report shows the IFEval table and
+    the responses; then a fresh run folder with the same --publish restores the offline pairs and the
+    evaluations instead of recomputing them, and the π_0 it retrains has the published weights."""
+    run = _recipe()
+    out, pub, rep = tmp_path / "out", tmp_path / "published", tmp_path / "report"
+    common = ["--model", tiny_world["policy"], "--sizes", "4,4,2,2,3,8", "--threads", "1", "--publish", str(pub)]
+    assert run.main(["--out", str(out), "--report", str(rep), *common]) == 0
+    timings = json.loads((out / "timings.json").read_text())
+    assert set(timings) == set(run.STAGES)
+    for name in ("pi_-1", "pi_0", "pi_1", "pi_2", "pi_1_alpha0", "pi_1_gamma1"):
+        metrics = json.loads((pub / "evals" / name / "metrics.json").read_text())
+        assert metrics["n_prompts"] == 3, name
+        assert len((rep / "responses" / f"{name}.jsonl").read_text().splitlines()) == 3
+    assert "IFEval" in (rep / "report.md").read_text()
+    assert json.loads((out / "ablation_alpha0" / "round_1" / "metrics.json").read_text())["alpha"] == 0.0
+    digest = json.loads((pub / "pi_0_info.json").read_text())["weights_sha256"]
+
+    fresh = tmp_path / "fresh"
+    before = (pub / "evals" / "pi_0" / "responses.jsonl").read_bytes()
+    with pytest.raises(SystemExit) as stop:
+        run.main(["--out", str(fresh), "--stop-after", "eval_pi_0", *common])
+    assert stop.value.code == 0
+    assert (fresh / "offline" / "offline_pairs.parquet").read_bytes() == (out / "offline" / "offline_pairs.parquet").read_bytes()
+    info = json.loads((fresh / "pi_0_info.json").read_text())
+    assert info["weights_sha256"] == digest and info["same_weights_as_published"] is True
+    assert (fresh / "dice" / "evals" / "ifeval" / "pi_0" / "responses.jsonl").read_bytes() == before
+    assert set(json.loads((fresh / "timings.json").read_text())) >= {"pi_0"}  # π_0 retrained; evals restored

@@ -70,6 +70,9 @@ def main(argv: list[str] | None = None) -> int:
                     "stage's small results as it lands (evaluations, offline pairs, timings, π_0's training log and "
                     "weight digest), and from which a run on a new machine restores them instead of recomputing; "
                     "models are not published: a missing π_0 is retrained from the published offline pairs")
+    ap.add_argument("--sizes", help="smoke-test sizes, 'offline,dice,k_off,k,eval_limit,new_tokens' (e.g. 4,4,2,2,3,8): "
+                    "prompts for offline pairs and for the rounds, samples per prompt, the first N IFEval prompts, "
+                    "max new tokens; recorded in OUT/sizes.json. Numbers from such a run are not the recipe's")
     ap.add_argument("--threads", type=int, default=2, help="CPU threads (torch) when no GPU is present")
     ap.add_argument("--stop-after", help=f"stop after this stage ({', '.join(STAGES)}; eval_<model> for one evaluation)")
     args = ap.parse_args(argv)
@@ -87,6 +90,20 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(args.threads)
     out = Path(args.out).resolve()
     out.mkdir(parents=True, exist_ok=True)
+    sizes = dict(offline=N_OFFLINE, dice=N_DICE, k_off=K_OFF, k=ROUND["samples_per_prompt"], eval_limit=None,
+                 new_tokens=None)
+    if args.sizes:
+        try:
+            vals = [int(x) for x in args.sizes.split(",")]
+            assert len(vals) == 6 and all(v > 0 for v in vals)
+        except (ValueError, AssertionError):
+            raise SystemExit(f"--sizes: six positive integers, comma-separated (got {args.sizes!r})")
+        sizes = dict(zip(sizes, vals))
+    if (out / "sizes.json").is_file() and json.loads((out / "sizes.json").read_text()) != sizes:
+        raise SystemExit(f"{out}: made with sizes {(out / 'sizes.json').read_text().strip()}, not {sizes}; use another --out")
+    rundir.write_json(out / "sizes.json", sizes)
+    sample = {**SAMPLE, **({"max_new_tokens": sizes["new_tokens"]} if sizes["new_tokens"] else {})}
+    eval_new_tokens = sizes["new_tokens"] or EVAL["max_new_tokens"]
     report = Path(args.report).resolve() if args.report else out / "report"
     timings_path = out / "timings.json"
     timings = json.loads(timings_path.read_text()) if timings_path.is_file() else {}
@@ -98,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
         pi_m1 = args.model
     data, dice = out / "data", out / "dice"
     offline_prompts, dice_prompts = data / "offline_prompts.jsonl", data / "dice_prompts.jsonl"
-    rc = build(RoundConfig, dict(ROUND, generate_dtype=args.dtype, train_dtype=args.dtype, run_dir=str(dice),
+    rc = build(RoundConfig, dict(ROUND, **sample, samples_per_prompt=sizes["k"], generate_dtype=args.dtype, train_dtype=args.dtype, run_dir=str(dice),
                                  policy=str(out / "pi_0" / "model"), reference=pi_m1,
                                  prompts=str(dice_prompts), offline_data=str(out / "offline" / "offline_pairs.jsonl"),
                                  diagnose_judge=f"ifeval:{dice_prompts}", seed=args.seed, num_rounds=2),
@@ -145,16 +162,17 @@ def main(argv: list[str] | None = None) -> int:
             sys.exit(0)
 
     def write_prompts():
-        rows = make_prompts(N_OFFLINE + N_DICE, seed=args.seed)
-        rundir.write_jsonl(offline_prompts, rows[:N_OFFLINE])
-        rundir.write_jsonl(dice_prompts, rows[N_OFFLINE:])
+        rows = make_prompts(sizes["offline"] + sizes["dice"], seed=args.seed)
+        rundir.write_jsonl(offline_prompts, rows[:sizes["offline"]])
+        rundir.write_jsonl(dice_prompts, rows[sizes["offline"]:])
 
     def evaluate(name, model):
         from dicekit.commands.eval_ifeval import main as eval_main
 
         eval_main(["--model", model, "--out", str(ifeval_dir(name)), "--name", name, "--json",
-                   "--max-new-tokens", str(EVAL["max_new_tokens"]), "--dtype", args.dtype,
-                   "--batch-size", str(EVAL["batch_size"])])
+                   "--max-new-tokens", str(eval_new_tokens), "--dtype", args.dtype,
+                   "--batch-size", str(EVAL["batch_size"]),
+                   *(["--limit", str(sizes["eval_limit"])] if sizes["eval_limit"] else [])])
 
     def eval_stage(name, model):
         timed(f"eval_{name}", (ifeval_dir(name) / "metrics.json").is_file(), lambda: evaluate(name, model))
@@ -162,8 +180,8 @@ def main(argv: list[str] | None = None) -> int:
     def offline():
         ann = R.CheckerAnnotators(**ANNOTATORS, seed=args.seed, prompts_file=str(offline_prompts))
         rows = [json.loads(x) for x in offline_prompts.read_text().splitlines()]
-        info = R.build_offline_pairs(pi_m1, rows, out / "offline", ann, seed=args.seed, samples_per_prompt=K_OFF,
-                                     batch_size=64, generate_dtype=args.dtype, **SAMPLE)
+        info = R.build_offline_pairs(pi_m1, rows, out / "offline", ann, seed=args.seed, samples_per_prompt=sizes["k_off"],
+                                     batch_size=64, generate_dtype=args.dtype, **sample)
         rundir.write_json(out / "offline_info.json", info)
         print(json.dumps(info), flush=True)
 

@@ -106,9 +106,11 @@ def build_pi_0(pi_m1: str, offline: Path, out: Path, train_cfg, seed: int) -> di
 
 
 def weights_digest(model_dir: Path) -> str:
-    """sha256 over a saved model's weight files (names and bytes, in name order)."""
+    """sha256 over a saved model's weight files (names and bytes, in name order): its safetensors files,
+    else its ``pytorch_model*.bin`` (never ``training_args.bin``, which records paths and times)."""
     h = hashlib.sha256()
-    for f in sorted(Path(model_dir).glob("*.safetensors")) + sorted(Path(model_dir).glob("*.bin")):
+    files = sorted(Path(model_dir).glob("*.safetensors")) or sorted(Path(model_dir).glob("pytorch_model*.bin"))
+    for f in files:
         h.update(f.name.encode())
         with open(f, "rb") as fh:
             for block in iter(lambda: fh.read(1 << 20), b""):
