@@ -290,3 +290,36 @@ def test_resume_with_stabilisers_equals_uninterrupted(round_values, tmp_path):
     ma, mb = (json.loads((tmp_path / d / "round_2" / "metrics.json").read_text()) for d in ("ref", "killed"))
     assert ma["stabilisers"] == mb["stabilisers"] and ma["health"] == mb["health"]
     assert ma["stabilisers"]["gate"]["signal"] == "consistency" and ma["stabilisers"]["gate"]["fallback"] is False
+
+
+def test_the_monitor_scores_with_the_rounds_loaded_models(round_values, tmp_path, monkeypatch):
+    """The held-out signal reuses the model the round holds: a round with the monitor on loads no
+    model more often than the same round with it off, and its held-out accuracy equals the one
+    `dicekit reward-accuracy`'s scorer gives from fresh loads."""
+    import dicekit.models
+    from dicekit.analysis.health import heldout_from_summary
+    from dicekit.data import load_pairs
+    from dicekit.evals.reward_accuracy import summarize
+    from dicekit.evals.reward_scoring import score_pairs
+
+    loads = []
+    real = dicekit.models.load_model
+
+    def spy(spec, *a, **k):
+        loads.append(str(spec))
+        return real(spec, *a, **k)
+
+    monkeypatch.setattr(dicekit.models, "load_model", spy)
+    base = {**round_values, "max_steps": 1, "health_max_pairs": 12}
+    run_round(build(RoundConfig, {**base, "run_dir": str(tmp_path / "off"), "health": False}, "t"))
+    without = sorted(loads)
+    loads.clear()
+    rdir = run_round(build(RoundConfig, {**base, "run_dir": str(tmp_path / "on")}, "t"))
+    assert sorted(loads) == without
+    h = json.loads((rdir / "metrics.json").read_text())["health"]["heldout_accuracy"]
+    cfg = build(RoundConfig, {**base, "run_dir": str(tmp_path / "on")}, "t")
+    pairs = load_pairs(cfg.offline_data, cfg.offline_split)
+    keep = np.sort(np.random.default_rng([cfg.seed, 3]).choice(len(pairs), 12, replace=False))
+    fresh = score_pairs(cfg.policy, cfg.reference, pairs.iloc[keep].reset_index(drop=True), length_unit=cfg.length_unit)
+    alpha = json.loads((rdir / "metrics.json").read_text())["alpha"]
+    assert h["n"] == 12 and h["value"] == heldout_from_summary(summarize(fresh, alpha, seed=cfg.seed))["value"]

@@ -95,7 +95,7 @@ def check_same_vocab(tok, spec: str) -> None:
 
 def score_pairs(policy: str, reference: str, pairs: pd.DataFrame, *, length_unit: str = "chars",
                 dtype: str = "float32", tokens_per_batch: int | None = None, quiet: bool = True,
-                long_inputs: str = "error", layout: str = "dicekit") -> pd.DataFrame:
+                long_inputs: str = "error", layout: str = "dicekit", models=None) -> pd.DataFrame:
     """``pairs`` plus, per side s ∈ {chosen, rejected}: ``s_logp_policy``, ``s_logp_ref``, ``s_reward``
     (implicit reward, nats), ``s_n_tokens`` (response tokens, end-of-turn included) and ``s_length``
     (``length_unit``: characters of the reply text, or tokens).
@@ -103,7 +103,10 @@ def score_pairs(policy: str, reference: str, pairs: pd.DataFrame, *, length_unit
     A pair whose prompt + longer reply exceeds the policy's context is an error naming its file:line
     (``pairs["where"]`` when given), or with ``long_inputs="drop"`` left out and counted in
     ``attrs["n_dropped_long"]``. ``layout``: "dicekit" (the round's IDs) or "rewardbench" (RewardBench's
-    DPO layout, module docstring); pairs that carry their own IDs are always scored on them."""
+    DPO layout, module docstring); pairs that carry their own IDs are always scored on them.
+    ``models``: an object whose ``get(spec)`` returns (model, tokenizer) loaded in ``dtype`` (a round's
+    holder of its one loaded model); then the reference is scored first and the policy last, so the
+    holder ends with the policy, which the round needs next."""
     from dicekit.core.reward import implicit_reward
     from dicekit.data import within_limit
     from dicekit.models import context_length, end_of_turn_id, load_model, load_tokenizer, stop_token_ids_of
@@ -128,16 +131,15 @@ def score_pairs(policy: str, reference: str, pairs: pd.DataFrame, *, length_unit
         p_ids, c_ids, r_ids = ([x for x, k in zip(ids, keep) if k] for ids in (p_ids, c_ids, r_ids))
         if pairs.empty:
             raise UserError(f"every pair is longer than the policy's context ({limit} tokens)")
-    model, _ = load_model(policy, dtype=dtype, tokenizer=False)
     n = len(pairs)
     both_p, both_r = p_ids * 2, c_ids + r_ids
-    lp_pol = score_sequences(model, both_p, both_r, tokens_per_batch=tokens_per_batch, quiet=quiet,
-                             label="scoring pairs under policy")
-    del model
-    ref, _ = load_model(reference, dtype=dtype, tokenizer=False)
-    lp_ref = score_sequences(ref, both_p, both_r, tokens_per_batch=tokens_per_batch, quiet=quiet,
-                             label="scoring pairs under reference")
-    del ref
+
+    def score(spec: str, label: str):
+        model = models.get(spec)[0] if models is not None else load_model(spec, dtype=dtype, tokenizer=False)[0]
+        return score_sequences(model, both_p, both_r, tokens_per_batch=tokens_per_batch, quiet=quiet, label=label)
+
+    lp_ref = score(reference, "scoring pairs under reference")
+    lp_pol = score(policy, "scoring pairs under policy")
     out = pairs.copy()
     for s, (lo, ids, text) in {"chosen": (0, c_ids, pairs["chosen"]), "rejected": (n, r_ids, pairs["rejected"])}.items():
         out[f"{s}_logp_policy"] = lp_pol[lo:lo + n]

@@ -430,7 +430,7 @@ def ranking_samples(cfg: RoundConfig, samples: pd.DataFrame, previous: pd.DataFr
 
 
 def stage_health(cfg: RoundConfig, t: int, rdir: Path, samples: pd.DataFrame, previous: pd.DataFrame | None,
-                 policy: str, reference: str) -> dict | None:
+                 policy: str, reference: str, models: _OneModel | None = None) -> dict | None:
     """The round monitor (dicekit.analysis.health) on the round's own reward → health.json."""
     import json
 
@@ -443,7 +443,7 @@ def stage_health(cfg: RoundConfig, t: int, rdir: Path, samples: pd.DataFrame, pr
         return json.loads(out.read_text())
     seed = cfg.seed + t
     valid, groups, alpha, _, _ = round_alpha(cfg, samples)
-    h: dict = {"alpha": alpha, "heldout_accuracy": _heldout_signal(cfg, t, policy, reference, alpha, seed)}
+    h: dict = {"alpha": alpha, "heldout_accuracy": _heldout_signal(cfg, t, policy, reference, alpha, seed, models)}
     if previous is None:
         h["consistency"] = H.unavailable("round 1 has no previous reward" if t == 1 else
                                          "previous reward not scored (health_previous_reward: false)")
@@ -466,8 +466,10 @@ def stage_health(cfg: RoundConfig, t: int, rdir: Path, samples: pd.DataFrame, pr
     return h
 
 
-def _heldout_signal(cfg: RoundConfig, t: int, policy: str, reference: str, alpha: float, seed: int) -> dict:
-    """The round's reward (π_{t-1} against π_{t-2}) on labelled pairs it does not train on."""
+def _heldout_signal(cfg: RoundConfig, t: int, policy: str, reference: str, alpha: float, seed: int,
+                    models: _OneModel | None = None) -> dict:
+    """The round's reward (π_{t-1} against π_{t-2}) on labelled pairs it does not train on, scored with
+    the round's loaded model(s) (``models``) rather than fresh loads."""
     from dicekit.analysis.health import heldout_from_summary, unavailable
     from dicekit.evals.reward_accuracy import summarize
     from dicekit.evals.reward_scoring import score_pairs
@@ -481,7 +483,7 @@ def _heldout_signal(cfg: RoundConfig, t: int, policy: str, reference: str, alpha
         keep = np.sort(np.random.default_rng([cfg.seed, 3]).choice(len(pairs), cfg.health_max_pairs, replace=False))
         pairs = pairs.iloc[keep].reset_index(drop=True)
     scored = score_pairs(policy, reference, pairs, length_unit=cfg.length_unit, dtype=cfg.score_dtype,
-                         tokens_per_batch=cfg.score_tokens_per_batch, quiet=True)
+                         tokens_per_batch=cfg.score_tokens_per_batch, quiet=True, models=models)
     out = heldout_from_summary(summarize(scored, alpha, seed=seed))
     out["source"] = "health_pairs" if cfg.health_pairs else "offline_data (pairs earlier rounds may have trained on)"
     return out
@@ -623,8 +625,7 @@ def _run_round_locked(cfg: RoundConfig, t: int, rdir: Path, policy: str, referen
     if not main:
         dist.wait_for([rdir / "pairs.parquet"], "pairs.parquet from rank 0")
     previous = stage_previous(cfg, t, rdir, models, samples)
-    models.release()
-    health = stage_health(cfg, t, rdir, samples, previous, policy, reference)
+    health = stage_health(cfg, t, rdir, samples, previous, policy, reference, models)
     timings["health_s"] = time.perf_counter() - t0  # the monitor's share of pairs_s
     pairs_df, info = stage_pairs(cfg, t, rdir, models, ranking_samples(cfg, samples, previous), policy, previous, health)
     timings["pairs_s"] = time.perf_counter() - t0
