@@ -50,7 +50,32 @@ def _source(spec: str) -> tuple[str, dict]:
     name, rev = split_revision(spec)
     if hub_offline() and not _in_hub_cache(name, rev):
         raise UserError(f"{spec}: not a local folder, and a hub id not in the local cache (HF_HUB_OFFLINE=1)")
+    if not hub_offline() and not _in_hub_cache(name, rev):
+        unreachable = hub_unreachable()
+        if unreachable:  # fail now, not after huggingface_hub's retries (about a minute)
+            hint = f"no folder '{name.split('/')[0]}' here; a local path starting with ./ is never a hub id"
+            raise UserError(f"{spec}: not a local folder ({hint}), not in the hub cache, and the hub cannot be "
+                            f"reached ({unreachable})")
     return name, ({"revision": rev} if rev else {})
+
+
+@lru_cache(maxsize=1)
+def hub_unreachable(timeout: float = 3.0) -> str | None:
+    """Why the hub endpoint (HF_ENDPOINT, default https://huggingface.co) cannot be reached — one DNS
+    lookup and TCP connect, ``timeout`` seconds at most — or None when it can, or when a proxy is
+    configured (the connection then goes through it; huggingface_hub decides)."""
+    import socket
+    from urllib.parse import urlparse
+
+    if any(os.environ.get(k) for k in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")):
+        return None
+    url = urlparse(os.environ.get("HF_ENDPOINT") or "https://huggingface.co")
+    host, port = url.hostname or "huggingface.co", url.port or (443 if url.scheme != "http" else 80)
+    try:
+        socket.create_connection((host, port), timeout=timeout).close()
+    except OSError as e:
+        return f"{host}:{port}: {e.strerror or e}"
+    return None
 
 
 def check_source(spec: str) -> None:
