@@ -130,7 +130,8 @@ def row_of(seed: int, setting: str, t: int, rdir: Path, numbers: dict) -> dict:
             **oracle_side(rdir, float(m["alpha"])), **numbers}
 
 
-def run(seeds, rounds: int, out: Path, settings, quiet: bool, world_seed: int | None = None) -> None:
+def run(seeds, rounds: int, out: Path, settings, quiet: bool, world_seed: int | None = None,
+        results: Path | None = None) -> None:
     """Each seed's world and rounds; with ``world_seed``, one world and ``seeds`` as the rounds' seeds
     (sampling, training and evaluation draws) — seed spread of the round on a fixed π_0."""
     import torch
@@ -140,7 +141,7 @@ def run(seeds, rounds: int, out: Path, settings, quiet: bool, world_seed: int | 
     from dicekit.world import recipe
 
     torch.set_num_threads(THREADS)
-    results = out / "results.jsonl"
+    results = Path(results) if results is not None else out / "results.jsonl"
     done = set()
     if results.exists():
         done = {(r["seed"], r["setting"], r["round"]) for r in map(json.loads, results.read_text().splitlines())}
@@ -202,8 +203,8 @@ def _append(path: Path, row: dict) -> None:
 # ----------------------------------------------------------------------------- the tables
 
 
-def load(out: Path) -> list[dict]:
-    return [json.loads(x) for x in (out / "results.jsonl").read_text().splitlines() if x.strip()]
+def load(results: Path) -> list[dict]:
+    return [json.loads(x) for x in Path(results).read_text().splitlines() if x.strip()]
 
 
 def with_deltas(rows: list[dict]) -> list[dict]:
@@ -329,14 +330,17 @@ def main() -> None:
                     help="one world for every seed (then --seeds are the rounds' seeds); default: a world per seed")
     ap.add_argument("--settings", nargs="+", default=list(SETTINGS), choices=list(SETTINGS))
     ap.add_argument("--out", default="runs/round_health")
-    ap.add_argument("--table", action="store_true", help="only print the tables of what OUT/results.jsonl holds")
+    ap.add_argument("--results", default=None, help="the results file (default OUT/results.jsonl); the published "
+                    "measurements are benchmarks/results/round_health.jsonl")
+    ap.add_argument("--table", action="store_true", help="only print the tables of what the results file holds")
     ap.add_argument("--markdown", default=None, help="also write the tables to this file")
     ap.add_argument("--quiet", action="store_true")
     args = ap.parse_args()
     out = Path(args.out)
+    results = Path(args.results) if args.results else out / "results.jsonl"
     if not args.table:
-        run(args.seeds, args.rounds, out, args.settings, args.quiet, args.world_seed)
-    text = tables(load(out))
+        run(args.seeds, args.rounds, out, args.settings, args.quiet, args.world_seed, results)
+    text = tables(load(results))
     print(text)
     if args.markdown:
         Path(args.markdown).write_text(text)
