@@ -12,6 +12,7 @@ one. Stop tokens are the union of the tokenizer's EOS and every id in the genera
 from __future__ import annotations
 
 import os
+from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
 
@@ -181,6 +182,30 @@ def load_model(spec: str, dtype: str = "float32", device: str | None = "auto", t
         model.to(device)
     model.eval()
     return model, tok
+
+
+@contextmanager
+def decode_attention(model):
+    """While decoding: a half-precision model on a CPU uses eager attention instead of SDPA.
+
+    PyTorch's CPU SDPA kernel is slow in bf16 for one query against a long cache: a decode step of
+    SmolLM2-135M at batch 32 with 500 cached tokens (1 thread) took 834 ms with SDPA in bf16, 393 ms
+    with eager attention in bf16 and 473 ms with SDPA in fp32 (benchmarks/README, "Generation"). fp32
+    models and GPUs keep their attention. Both decode paths (dicekit's loop and ``generate`` with the
+    keyed draw) switch alike, so they stay token-equal; the attention is restored afterwards."""
+    import torch
+
+    before = getattr(model.config, "_attn_implementation", None)
+    param = next(model.parameters(), None)
+    switch = (param is not None and param.device.type == "cpu" and param.dtype in (torch.bfloat16, torch.float16)
+              and before not in (None, "eager") and hasattr(model, "set_attn_implementation"))
+    if switch:
+        model.set_attn_implementation("eager")
+    try:
+        yield model
+    finally:
+        if switch:
+            model.set_attn_implementation(before)
 
 
 def stop_token_ids(model_or_config, tokenizer) -> list[int]:

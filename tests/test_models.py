@@ -139,3 +139,35 @@ def test_decode_loop_draws_what_hf_generate_draws(tiny_world, temperature, top_p
     reasons = {f for _, f, _ in ours}
     assert reasons == {"stop", "length"} or temperature == 0  # rows did leave the batch early
     assert np.abs(np.array([lp for *_, lp in ours]) - np.array([lp for *_, lp in ref])).max() < 1e-5
+
+
+def test_half_precision_decodes_with_eager_attention_on_cpu_and_both_paths_agree(tiny_world):
+    """A bf16 model on the CPU decodes with eager attention (SDPA's CPU kernel is slow in bf16 against
+    a long cache) in both decode paths, which stay token-equal; the model's attention is restored
+    afterwards, and an fp32 model is left alone."""
+    import torch
+
+    from dicekit.models import decode_attention
+    from dicekit.round.generate import _generate_batch, _generate_batch_hf
+    from dicekit.round.sampling import sample_key
+
+    model, tok = load_model(tiny_world["policy"], dtype="bfloat16", device=None)
+    before = model.config._attn_implementation
+    assert before != "eager"
+    seen = []
+    hook = model.model.layers[0].self_attn.register_forward_pre_hook(
+        lambda mod, args: seen.append(mod.config._attn_implementation))
+    stops = stop_token_ids(model, tok)
+    ps = [prompt_ids(tok, p) for p in ["red cat", "one two three", "sun"] for _ in range(2)]
+    keys = [sample_key(3, 1, str(i), 0) for i in range(len(ps))]
+    try:
+        ours = _generate_batch(model, int(tok.pad_token_id), stops, ps, keys, max_new_tokens=8, temperature=1.0, top_p=0.9)
+        ref = _generate_batch_hf(model, int(tok.pad_token_id), stops, ps, keys, max_new_tokens=8, temperature=1.0, top_p=0.9)
+    finally:
+        hook.remove()
+    assert seen and set(seen) == {"eager"}
+    assert [(r, f) for r, f, _ in ours] == [(r, f) for r, f, _ in ref]
+    assert model.config._attn_implementation == before
+    fp32, _ = load_model(tiny_world["policy"], device=None)
+    with decode_attention(fp32):
+        assert fp32.config._attn_implementation == before and next(fp32.parameters()).dtype == torch.float32

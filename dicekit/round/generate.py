@@ -61,12 +61,14 @@ def _generate_batch(model, pad_id: int, stop_ids, prompts: list[list[int]], keys
     a row leaves the batch as soon as it emits a stop token: its cache entries are dropped and later
     steps run on the rows still going. Greedy evaluation and samples of very unequal lengths then cost
     what their tokens cost, not ``batch × longest``. The model runs in its own dtype (a bfloat16 copy
-    for ``generate_dtype: bfloat16``); the draw and ``logp`` use its logits cast to float32.
+    for ``generate_dtype: bfloat16``; on a CPU with eager attention, :func:`dicekit.models.decode_attention`);
+    the draw and ``logp`` use its logits cast to float32.
     """
     import torch
     from transformers import DynamicCache
 
     from dicekit.core.objectives import logits_logps
+    from dicekit.models import decode_attention
     from dicekit.round.sampling import choose_tokens, uniforms
 
     device = next(model.parameters()).device
@@ -78,7 +80,7 @@ def _generate_batch(model, pad_id: int, stop_ids, prompts: list[list[int]], keys
     out_lp = [0.0] * len(prompts)
     reason = ["length"] * len(prompts)
     cache = DynamicCache(config=model.config)
-    with torch.no_grad():
+    with torch.no_grad(), decode_attention(model):
         logits = model(input_ids=ids, attention_mask=mask, position_ids=pos, past_key_values=cache,
                        use_cache=True, logits_to_keep=1).logits[:, -1, :].float()
         last = pos[:, -1]
@@ -113,6 +115,7 @@ def _generate_batch_hf(model, pad_id: int, stop_ids, prompts: list[list[int]], k
     import torch
     from transformers import GenerationConfig, LogitsProcessorList
 
+    from dicekit.models import decode_attention
     from dicekit.round.sampling import KeyedSampler
 
     ids, mask, _ = _left_pad(prompts, pad_id)
@@ -123,7 +126,7 @@ def _generate_batch_hf(model, pad_id: int, stop_ids, prompts: list[list[int]], k
     )
     sampler = KeyedSampler(keys, width, temperature, top_p)
     device = next(model.parameters()).device
-    with torch.no_grad():
+    with torch.no_grad(), decode_attention(model):
         out = model.generate(input_ids=ids.to(device), attention_mask=mask.to(device), generation_config=gen_cfg,
                              logits_processor=LogitsProcessorList([sampler]))
     stops = set(int(s) for s in stop_ids)
