@@ -378,8 +378,8 @@ def resolved_path(run_dir: str | Path, stored: str | None) -> str | None:
 
 
 def shown_path(path: str | Path | None, run_dir: str | Path | None = None) -> str | None:
-    """A path as a report shows it: relative to the run folder when inside it, ``~/...`` under the
-    home folder, else relative to the run folder (``../...``) — never this machine's absolute path;
+    """A path as a report shows it: relative to the run folder when inside it, ``$DICEKIT_CACHE/...``
+    inside dicekit's cache root when DICEKIT_CACHE is set, ``~/...`` under the home folder, else relative to the run folder (``../...``) — never this machine's absolute path;
     hub ids unchanged.
 
     >>> shown_path("/r/round_1/model", "/r"), shown_path("/elsewhere/m", "/r")
@@ -392,6 +392,9 @@ def shown_path(path: str | Path | None, run_dir: str | Path | None = None) -> st
         base = os.path.abspath(run_dir)
         if p == base or p.startswith(base.rstrip(os.sep) + os.sep):
             return os.path.relpath(p, base)
+    cache = os.environ.get("DICEKIT_CACHE")
+    if cache and p.startswith(os.path.abspath(cache).rstrip(os.sep) + os.sep):  # a world model, say
+        return "$DICEKIT_CACHE/" + os.path.relpath(p, os.path.abspath(cache))
     home = str(Path.home())
     if p.startswith(home.rstrip(os.sep) + os.sep):
         return "~/" + os.path.relpath(p, home)

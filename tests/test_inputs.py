@@ -40,11 +40,16 @@ def test_stored_and_resolved_paths(tmp_path):
 
 def test_shown_paths_are_never_absolute(tmp_path, monkeypatch):
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("DICEKIT_CACHE", raising=False)
     run = tmp_path / "runs" / "r"
     assert rundir.shown_path(run / "round_1" / "model", run) == "round_1/model"
     assert rundir.shown_path(tmp_path / "home" / ".cache" / "w" / "pi_0", run) == "~/.cache/w/pi_0"
     assert rundir.shown_path(tmp_path / "models" / "pi0", run) == "../../models/pi0"
     assert rundir.shown_path("org/name", run) == "org/name"
+    # a world model in dicekit's cache root (the demo's π_0) is named by that root, not by ../..
+    monkeypatch.setenv("DICEKIT_CACHE", str(tmp_path / "cache"))
+    world_pi0 = tmp_path / "cache" / "world" / "pi_0-bfc0" / "model"
+    assert rundir.shown_path(world_pi0, run) == "$DICEKIT_CACHE/world/pi_0-bfc0/model"
 
 
 def test_utf8_errors_name_line_and_column():
