@@ -66,10 +66,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--dtype", choices=["float32", "bfloat16"], default="float32",
                     help="compute dtype of sampling, evaluation and DPO (autocast); bfloat16 pays off on a GPU or a CPU "
                          "with avx512_bf16/AMX (benchmarks/README, Generation), float32 elsewhere; scores stay fp32")
-    ap.add_argument("--publish", help="folder (e.g. reports/smollm2-ifeval/run in the repository) that receives each "
-                    "stage's small results as it lands (evaluations, offline pairs, timings, π_0's training log and "
-                    "weight digest), and from which a run on a new machine restores them instead of recomputing; "
-                    "models are not published: a missing π_0 is retrained from the published offline pairs")
+    ap.add_argument("--publish", help="folder (e.g. reports/smollm2-ifeval/run in the repository) that mirrors the run "
+                    "folder's resumable state as it lands (every stage's results, generation shards and evaluation "
+                    "chunks; not model weights: dicekit.recipes.mirror), and from which a run on a new machine "
+                    "restores it and goes on; π_0 and finished rounds are retrained from their restored inputs")
+    ap.add_argument("--publish-every", type=float, default=300.0, help="seconds between mirror updates (default 300)")
     ap.add_argument("--sizes", help="smoke-test sizes, 'offline,dice,k_off,k,eval_limit,new_tokens' (e.g. 4,4,2,2,3,8): "
                     "prompts for offline pairs and for the rounds, samples per prompt, the first N IFEval prompts, "
                     "max new tokens; recorded in OUT/sizes.json. Numbers from such a run are not the recipe's")
@@ -82,6 +83,7 @@ def main(argv: list[str] | None = None) -> int:
     from dicekit import rundir
     from dicekit.config import RoundConfig, build
     from dicekit.recipes import ifeval_dice as R
+    from dicekit.recipes import mirror
     from dicekit.recipes.ifeval_prompts import make_prompts
     from dicekit.round.run import run_round
     from dicekit.config import TrainConfig
@@ -127,25 +129,30 @@ def main(argv: list[str] | None = None) -> int:
         return dice / "evals" / "ifeval" / name
 
     publish = Path(args.publish).resolve() if args.publish else None
-    # restored on a new machine: the offline pairs and the evaluations (π_0 is retrained from the pairs)
-    small = {"offline": out / "offline", "offline_info.json": out / "offline_info.json"}
-    # published only: π_0's training record and weight digest (a retrained π_0 is checked against it)
-    record = {"pi_0_info.json": out / "pi_0_info.json", "pi_0_train_log.jsonl": out / "pi_0" / "train_log.jsonl"}
-
-    def published_evals():
-        return sorted(p.parent.name for p in (publish / "evals").glob("*/metrics.json")) if publish else []
-
-    if publish is not None:  # restore what an earlier run published and this folder lacks
-        restored = R.restore_published(publish, {**small, **{f"evals/{n}": ifeval_dir(n) for n in published_evals()}})
-        for name in restored:
-            print(f"[restore] {name} from {publish}", flush=True)
+    if publish is not None:  # a run on a new machine: go on from what an earlier one published
+        restored = mirror.restore(publish, out)
+        if restored:
+            print(f"[restore] {len(restored)} files from {publish}", flush=True)
         if (publish / "timings.json").is_file():
             timings = {**json.loads((publish / "timings.json").read_text()), **timings}
 
     def publish_now():
         if publish is not None:
-            evals = {f"evals/{d.name}": d for d in sorted((dice / "evals" / "ifeval").glob("*")) if (d / "metrics.json").is_file()}
-            R.publish_small(publish, {**small, **record, **evals, "timings.json": timings_path})
+            mirror.publish(out, publish)
+
+    if publish is not None:  # shards and chunks too, as they land, not only finished stages
+        import threading
+
+        stop_publishing = threading.Event()
+
+        def keep_publishing():
+            while not stop_publishing.wait(args.publish_every):
+                try:
+                    publish_now()
+                except OSError as e:  # a full disk must not kill the run; the next try may succeed
+                    print(f"[publish] failed: {e}", flush=True)
+
+        threading.Thread(target=keep_publishing, daemon=True).start()
 
     def timed(name, done: bool, fn):
         if done:

@@ -1,0 +1,106 @@
+"""A run folder's resumable state, mirrored into a folder that outlives the machine (a repository).
+
+A long recipe on CPUs outlives the machine it runs on. Everything it writes is either a stage's result
+(written atomically, skipped when present) or a shard/chunk of an unfinished stage (resumed from), so
+a copy of those files — without the model weights and training checkpoints, which are large and can be
+recomputed from the files that are copied — lets a run on a new machine go on where the last one
+stopped. :func:`publish` copies them out (callable while the run writes: files are taken whole, never
+a temporary); :func:`restore` copies back what the run folder lacks, leaving out the files whose
+presence would claim that a model exists (a finished round's ``metrics.json`` and ``train_log.jsonl``,
+π_0's folder), so those stages train again from their restored inputs.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+from pathlib import Path
+
+# never mirrored: weights, checkpoints, training work, locks and temporaries
+HEAVY_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".gguf")
+MAX_BYTES = 50 * 2**20
+_ROUND = re.compile(r"round_\d+")
+
+
+def _is_work(part: str) -> bool:
+    """A stage's work folder: ``.work`` inside a round or an evaluation, ``.<name>.work`` beside a result."""
+    return part == ".work" or (part.startswith(".") and part.endswith(".work"))
+
+
+def _skipped(rel: Path, size: int) -> bool:
+    parts = rel.parts
+    training_work = any(_is_work(p) for p in parts) and ("train" in parts[:-1] or ".pi_0.work" in parts)
+    return ("model" in parts[:-1] or training_work or any(p.startswith("checkpoint-") for p in parts)
+            or rel.name.startswith(".lock") or ".tmp-" in rel.name or rel.name.endswith(HEAVY_SUFFIXES)
+            or size > MAX_BYTES)
+
+
+def _claims_a_model(rel: Path) -> bool:
+    """Files whose presence says a trained model is on disk (kept out of a restore: the model is not)."""
+    parent = rel.parent.name
+    in_round = bool(_ROUND.fullmatch(parent)) and rel.name in ("metrics.json", "train_log.jsonl")
+    return in_round or rel.parts[0] in ("pi_0", "pi_0_info.json")
+
+
+def _files(root: Path):
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames.sort()
+        for name in sorted(filenames):
+            path = Path(dirpath) / name
+            try:
+                size = path.stat().st_size
+            except FileNotFoundError:  # replaced while we walked
+                continue
+            rel = path.relative_to(root)
+            if not _skipped(rel, size):
+                yield rel, path, size
+
+
+def _copy(src: Path, dest: Path) -> bool:
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dest.with_name(f".{dest.name}.tmp-{os.getpid()}")
+    try:
+        shutil.copy2(src, tmp)
+    except FileNotFoundError:  # the run replaced it meanwhile; the next publish takes the new one
+        return False
+    os.replace(tmp, dest)
+    return True
+
+
+def _same(a: Path, b: Path) -> bool:
+    try:
+        sa, sb = a.stat(), b.stat()
+    except FileNotFoundError:
+        return False
+    return sa.st_size == sb.st_size and int(sa.st_mtime) == int(sb.st_mtime)
+
+
+def publish(run: str | Path, dest: str | Path) -> list[str]:
+    """Copy the run folder's resumable state into ``dest`` (new or changed files only); files that
+    vanished from the run folder (a finished stage's work shards) are removed from ``dest``.
+    Returns the relative paths copied."""
+    run, dest = Path(run), Path(dest)
+    copied, present = [], set()
+    for rel, path, _ in _files(run):
+        present.add(rel)
+        if not _same(path, dest / rel) and _copy(path, dest / rel):
+            copied.append(str(rel))
+    if dest.is_dir():
+        for rel, path, _ in list(_files(dest)):
+            if rel not in present and any(_is_work(p) for p in rel.parts):
+                path.unlink()
+    return copied
+
+
+def restore(src: str | Path, run: str | Path) -> list[str]:
+    """Copy into the run folder each mirrored file it lacks, except those that claim a model exists.
+    Returns the relative paths restored."""
+    src, run = Path(src), Path(run)
+    if not src.is_dir():
+        return []
+    done = []
+    for rel, path, _ in _files(src):
+        if not (run / rel).exists() and not _claims_a_model(rel) and _copy(path, run / rel):
+            done.append(str(rel))
+    return done
