@@ -9,6 +9,7 @@ In the task world (dicekit.world), per seed: rounds 1–3 of
 * ``cumulative``    reward_mode cumulative (log π_{t-1} − log π_{-1}),
 * ``top_margin``    filter_top_fraction 0.5,
 * ``gate``          gate on heldout_accuracy < 0.6 (offline pairs only for that round),
+* ``gate_dpo``      gate on heldout_dpo < 0.63 (rule chosen on worlds 0–1, tested on worlds 2–4),
 * ``oracle_pairs``  control: every round's pairs ranked by the oracle's quality instead of the implicit
                     reward (α = 0; same samples → pairs → training path), what a perfect ranker gives.
 
@@ -37,6 +38,9 @@ SETTINGS = {  # in the order they run within a round
     "dice": {},
     "offline_only": {"replay_ratio": 1.0},
     "gate": {"gate": True, "gate_signal": "heldout_accuracy", "gate_threshold": 0.6},
+    # chosen on worlds 0 and 1 (plain DICE and α = 0 rounds: every round with heldout_dpo ≥ 0.633 gained,
+    # every one at ≤ 0.626 lost), then run on worlds 0–4: worlds 2–4 test the rule out of sample
+    "gate_dpo": {"gate": True, "gate_signal": "heldout_dpo", "gate_threshold": 0.63},
     "consistent": {"filter_consistent": True},
     "cumulative": {"reward_mode": "cumulative"},
     "top_margin": {"filter_top_fraction": 0.5},
@@ -45,7 +49,7 @@ SETTINGS = {  # in the order they run within a round
 }
 # Round 1 of these is plain DICE's round 1 to the byte (no previous reward yet: the filter keeps every
 # pair, the cumulative reward is the round's own; the gate when it passes), so it is copied, not rerun.
-SAME_ROUND_1 = ("consistent", "cumulative", "gate")
+SAME_ROUND_1 = ("consistent", "cumulative", "gate", "gate_dpo")
 SIGNALS = ("heldout_accuracy", "heldout_dpo", "consistency", "variant_agreement")
 REWARD_SETTINGS = ("dice", "alpha0")  # rounds whose pairs the implicit reward alone picks
 
@@ -181,11 +185,12 @@ def share_round_1(seed_dir: Path, setting: str) -> bool:
     src, dst = seed_dir / "dice", seed_dir / setting
     if (dst / "round_1").exists() or not (src / "round_1" / "metrics.json").exists():
         return (dst / "round_1" / "shared_with_dice").exists()
-    if setting == "gate":
-        from dicekit.analysis.health import gate_decision
+    if setting.startswith("gate"):
+        from dicekit.analysis.health import gate_decision, heldout_dpo
 
         h = json.loads((src / "round_1" / "metrics.json").read_text()).get("health") or {}
-        cfg = SETTINGS["gate"]
+        h.setdefault("heldout_dpo", heldout_dpo(h.get("heldout_accuracy") or {}))  # rounds run before that signal
+        cfg = SETTINGS[setting]
         if gate_decision(h, cfg["gate_signal"], cfg["gate_threshold"])["fallback"]:
             return False
     dst.mkdir(parents=True, exist_ok=True)
@@ -271,10 +276,11 @@ def tables(rows: list[dict]) -> str:
                          f"| {mean_sd([r['d_win_rate'] for r in c], '{:.1f}', signed=True)} "
                          f"| {mean_sd([r['n_pairs_generated'] for r in c], '{:.0f}')} | {mean_sd([r['own_agreement'] for r in c])} "
                          f"| {mean_sd([r['pairs_right'] for r in c])} |")
-    gates = [r for r in d if r["setting"] == "gate"]
-    if gates:
-        lines += ["", "Gate decisions (seed: rounds that fell back to offline pairs): " + "; ".join(
-            f"{s}: {[r['round'] for r in gates if r['seed'] == s and r['gate']] or 'none'}" for s in seeds)]
+    for g in (k for k in SETTINGS if k.startswith("gate")):
+        gates = [r for r in d if r["setting"] == g]
+        if gates:
+            lines += ["", f"{g} decisions (seed: rounds that fell back to offline pairs): " + "; ".join(
+                f"{s}: {[r['round'] for r in gates if r['seed'] == s and r['gate']] or 'none'}" for s in seeds)]
     kept = [r for r in d if r.get("kept")]
     if kept:
         lines += ["", "Stabiliser filters, generated pairs kept of those selected (mean over seeds): " + "; ".join(

@@ -139,7 +139,7 @@ class RoundConfig(TrainConfig):
     filter_consistent: bool = False  # keep a generated pair only if the previous round's reward agrees
     filter_top_fraction: float | None = None  # keep this fraction of generated pairs, largest margins first
     gate: bool = False  # offline pairs only (γ = 1) for a round whose gate_signal is below gate_threshold
-    gate_signal: Literal["heldout_accuracy", "consistency", "variant_agreement"] = "heldout_accuracy"
+    gate_signal: Literal["heldout_accuracy", "heldout_dpo", "consistency", "variant_agreement"] = "heldout_accuracy"
     gate_threshold: float = 0.6
 
 

@@ -9,6 +9,8 @@ their log-probs, the labelled offline pairs — or one extra forward pass:
   labelled pairs it does not train on (``health_pairs``; default a slice of the offline pairs):
   share ranked like the label, ties wrong (dicekit.evals.reward_accuracy, the one definition).
   Chance = 0.5.
+* ``heldout_dpo``: the same held-out pairs ranked by the plain DPO sum r_t (no length term) — the
+  round's reward before α; taken from the same scoring pass (free).
 * ``consistency`` (CREAM, arXiv 2410.12735): within each prompt, how often this round's reward
   orders two of its samples like the previous round's reward r_{t−1} = log π_{t−2} − log π_{t−3}
   does (:func:`pair_agreement_by_group`; needs the samples scored under π_{t−3}; none in round 1).
@@ -29,7 +31,7 @@ import pandas as pd
 
 from dicekit.evals.reward_accuracy import accuracy, bootstrap_ci, correct, margins, to_float
 
-SIGNALS = ("heldout_accuracy", "consistency", "variant_agreement")
+SIGNALS = ("heldout_accuracy", "heldout_dpo", "consistency", "variant_agreement")
 
 
 def interval(hits, n_boot: int = 1000, seed: int = 0) -> tuple[float | None, float | None]:
@@ -113,6 +115,15 @@ def heldout_from_summary(summary: dict) -> dict:
         return unavailable("no held-out pairs")
     return {"value": lr["accuracy"], "ci_low": lr["ci_low"], "ci_high": lr["ci_high"], "n": summary["n_pairs"],
             "dpo": dpo, "alpha": summary["alpha"]}
+
+
+def heldout_dpo(heldout: dict) -> dict:
+    """The ``heldout_dpo`` signal: the plain DPO sum's accuracy on the held-out pairs, read off the
+    ``heldout_accuracy`` signal's ``dpo`` summary (same pairs, same pass)."""
+    dpo = heldout.get("dpo") if isinstance(heldout, dict) else None
+    if not dpo or dpo.get("accuracy") is None:
+        return unavailable(heldout.get("reason", "no held-out pairs") if isinstance(heldout, dict) else "no held-out pairs")
+    return {"value": dpo["accuracy"], "ci_low": dpo.get("ci_low"), "ci_high": dpo.get("ci_high"), "n": heldout.get("n")}
 
 
 def gate_decision(health: dict, signal: str, threshold: float) -> dict:

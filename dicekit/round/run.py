@@ -444,6 +444,7 @@ def stage_health(cfg: RoundConfig, t: int, rdir: Path, samples: pd.DataFrame, pr
     seed = cfg.seed + t
     valid, groups, alpha, _, _ = round_alpha(cfg, samples)
     h: dict = {"alpha": alpha, "heldout_accuracy": _heldout_signal(cfg, t, policy, reference, alpha, seed, models)}
+    h["heldout_dpo"] = H.heldout_dpo(h["heldout_accuracy"])
     if previous is None:
         h["consistency"] = H.unavailable("round 1 has no previous reward" if t == 1 else
                                          "previous reward not scored (health_previous_reward: false)")

@@ -262,14 +262,15 @@ def _diagnostic_section(run: Path, rounds: list[int]) -> list[str]:
             "(judge draws and ranker ties left out), against the length-only baseline.", "", table(rows), ""]
 
 
-HEALTH_SIGNALS = ("heldout_accuracy", "consistency", "variant_agreement")  # metrics.json["health"] keys
+HEALTH_SIGNALS = ("heldout_accuracy", "heldout_dpo", "consistency", "variant_agreement")  # metrics.json["health"] keys
 HOW_TO_READ_MONITOR = (
     "How to read the monitor: each signal is measured by the round itself, before it trains, from what it "
     "already has (no judge, no oracle). heldout_accuracy: the round's reward (π_{t-1} against π_{t-2}, "
-    "length-regularised at the round's α) on labelled pairs it does not train on, ties wrong; consistency: "
+    "length-regularised at the round's α) on labelled pairs it does not train on, ties wrong; heldout_dpo: "
+    "the same without the length term (plain DPO sum); consistency: "
     "how often this round's reward orders two of a prompt's samples like the previous round's reward; "
     "variant_agreement: how often the length-normalised and reference-free log-probs order the round's "
-    "best-vs-worst pairs like the reward that picked them. 0.5 is chance for all three; brackets: 95% "
+    "best-vs-worst pairs like the reward that picked them. 0.5 is chance for all four; brackets: 95% "
     "bootstrap intervals. Verdict: the gate's rule (heldout_accuracy below the gate threshold, 0.6 unless "
     "configured, predicts harm). What each signal predicted in the task world is measured in "
     "benchmarks/README.md (\"Round monitor and stabilisers\")."

@@ -69,6 +69,15 @@ def test_heldout_from_summary_and_no_pairs():
     h = H.heldout_from_summary(summarize(df, 0.1, n_boot=200))
     assert h["value"] == 0.5 and h["dpo"]["accuracy"] == 0.5 and h["n"] == 4  # right, wrong, tie, right
     assert H.heldout_from_summary(summarize(df.iloc[:0], 0.0))["value"] is None
+    # heldout_dpo: the plain sum only. With rejected lengths 40 against 10 and α = 0.1 the length term
+    # turns pair 3's tie into a right answer (1 − 1 = 0 against 1 − 4 = −3); pair 2 becomes a tie
+    # (0 − 1 against 3 − 4), still wrong: length-regularised 0.75, plain DPO sum still 0.5
+    longer = df.assign(rejected_length=[40.0] * 4)
+    h2 = H.heldout_from_summary(summarize(longer, 0.1, n_boot=200))
+    d = H.heldout_dpo(h2)
+    assert h2["value"] == 0.75 and d["value"] == 0.5 and d["n"] == 4 and d["ci_low"] <= 0.5 <= d["ci_high"]
+    assert H.heldout_dpo(H.heldout_from_summary(summarize(df.iloc[:0], 0.0)))["value"] is None
+    assert H.gate_decision({"heldout_dpo": d}, "heldout_dpo", 0.63)["fallback"] is True
 
 
 def test_gate_decision_path():
