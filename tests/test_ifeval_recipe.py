@@ -79,7 +79,11 @@ def test_the_recipe_end_to_end_at_smoke_sizes_then_restored_on_a_new_machine(tin
         metrics = json.loads((pub / "dice" / "evals" / "ifeval" / name / "metrics.json").read_text())
         assert metrics["n_prompts"] == 3, name
         assert len((rep / "responses" / f"{name}.jsonl").read_text().splitlines()) == 3
-    assert "IFEval" in (rep / "report.md").read_text()
+    md = (rep / "report.md").read_text()
+    assert "IFEval" in md and "## Round monitor (judge-free)" in md  # the monitor ran in both rounds
+    for t in (1, 2):
+        health = json.loads((out / "dice" / f"round_{t}" / "metrics.json").read_text())["health"]
+        assert set(health) >= {"heldout_accuracy", "heldout_dpo", "consistency", "variant_agreement", "verdict"}
     assert json.loads((out / "ablation_alpha0" / "round_1" / "metrics.json").read_text())["alpha"] == 0.0
     digest = json.loads((pub / "pi_0_info.json").read_text())["weights_sha256"]
 
