@@ -123,3 +123,17 @@ def test_mirror_publishes_resumable_state_and_restores_what_is_missing(tmp_path)
     new = tmp_path / "new"
     assert set(mirror.restore(pub, new)) == {"a/round_1/samples.parquet", "offline/pairs.jsonl"}
     assert mirror.restore(pub, new) == []
+
+
+def test_the_recipe_refuses_to_continue_a_run_with_other_settings(tiny_world, tmp_path):
+    """Another compute dtype (or model, seed, sizes) than the published run's would mix two fixed
+    evaluation decodings: refused before anything runs."""
+    run = _recipe()
+    pub = tmp_path / "published"
+    pub.mkdir()
+    (pub / "recipe.json").write_text(json.dumps({"model": tiny_world["policy"], "seed": 0, "dtype": "bfloat16"}))
+    with pytest.raises(SystemExit) as stop:
+        run.main(["--out", str(tmp_path / "out"), "--model", tiny_world["policy"], "--sizes", "4,4,2,2,3,8",
+                  "--publish", str(pub), "--dtype", "float32"])
+    assert "recipe.json: this run was made with" in str(stop.value.code) and "bfloat16" in str(stop.value.code)
+    assert not (tmp_path / "out" / "data").exists()

@@ -101,9 +101,15 @@ def main(argv: list[str] | None = None) -> int:
         except (ValueError, AssertionError):
             raise SystemExit(f"--sizes: six positive integers, comma-separated (got {args.sizes!r})")
         sizes = dict(zip(sizes, vals))
-    if (out / "sizes.json").is_file() and json.loads((out / "sizes.json").read_text()) != sizes:
-        raise SystemExit(f"{out}: made with sizes {(out / 'sizes.json').read_text().strip()}, not {sizes}; use another --out")
-    rundir.write_json(out / "sizes.json", sizes)
+    # what every stage's results depend on must not change between invocations or machines: the sizes,
+    # and π_-1, the seed and the compute dtype (the fixed evaluation decoding runs in it for every model)
+    fixed = {"sizes.json": sizes, "recipe.json": {"model": args.model, "seed": args.seed, "dtype": args.dtype}}
+    for name, value in fixed.items():
+        for folder in [out] + ([Path(args.publish).resolve()] if args.publish else []):
+            if (folder / name).is_file() and json.loads((folder / name).read_text()) != value:
+                raise SystemExit(f"{folder / name}: this run was made with {(folder / name).read_text().strip()}, "
+                                 f"not {json.dumps(value)}; keep the settings, or use another --out/--publish")
+        rundir.write_json(out / name, value)
     sample = {**SAMPLE, **({"max_new_tokens": sizes["new_tokens"]} if sizes["new_tokens"] else {})}
     eval_new_tokens = sizes["new_tokens"] or EVAL["max_new_tokens"]
     report = Path(args.report).resolve() if args.report else out / "report"
