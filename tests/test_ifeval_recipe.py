@@ -109,7 +109,8 @@ def test_mirror_publishes_resumable_state_and_restores_what_is_missing(tmp_path)
     run, pub = tmp_path / "run", tmp_path / "pub"
     files = {"a/round_1/samples.parquet": b"s", "a/round_1/metrics.json": b"{}", "a/round_1/model/model.safetensors": b"w",
              "a/round_1/.work/gen/shard_0000.parquet": b"g", "a/round_1/.work/train/checkpoint-2/x.json": b"c",
-             "a/.lock": b"l", "pi_0/train_log.jsonl": b"t", ".pi_0.work/state.json": b"p", "offline/pairs.jsonl": b"o"}
+             "a/.lock": b"l", "pi_0/train_log.jsonl": b"t", ".pi_0.work/state.json": b"p", "offline/pairs.jsonl": b"o",
+             ".pi_0.tmp-123/train_log.jsonl": b"x"}  # a stage's temporary folder, being written
     for rel, data in files.items():
         (run / rel).parent.mkdir(parents=True, exist_ok=True)
         (run / rel).write_bytes(data)

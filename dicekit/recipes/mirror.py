@@ -32,7 +32,7 @@ def _skipped(rel: Path, size: int) -> bool:
     parts = rel.parts
     training_work = any(_is_work(p) for p in parts) and ("train" in parts[:-1] or ".pi_0.work" in parts)
     return ("model" in parts[:-1] or training_work or any(p.startswith("checkpoint-") for p in parts)
-            or rel.name.startswith(".lock") or ".tmp-" in rel.name or rel.name.endswith(HEAVY_SUFFIXES)
+            or rel.name.startswith(".lock") or any(".tmp-" in p for p in parts) or rel.name.endswith(HEAVY_SUFFIXES)
             or size > MAX_BYTES)
 
 
