@@ -189,9 +189,9 @@ def decode_attention(model):
     """While decoding: a half-precision model on a CPU uses eager attention instead of SDPA.
 
     PyTorch's CPU SDPA kernel is slow in bf16 for one query against a long cache: a decode step of
-    SmolLM2-135M at batch 32 with 500 cached tokens (1 thread) took 834 ms with SDPA in bf16, 393 ms
-    with eager attention in bf16 and 473 ms with SDPA in fp32 (benchmarks/README, "Generation"). fp32
-    models and GPUs keep their attention. Both decode paths (dicekit's loop and ``generate`` with the
+    SmolLM2-135M at batch 32 with 500 cached tokens (2 threads, AVX-512) took 503 ms with SDPA in bf16,
+    293 ms with eager attention in bf16 and 408 ms with SDPA in fp32 (benchmarks/decode_step.py;
+    benchmarks/README, "Generation"). fp32 models and GPUs keep their attention. Both decode paths (dicekit's loop and ``generate`` with the
     keyed draw) switch alike, so they stay token-equal; the attention is restored afterwards."""
     import torch
 

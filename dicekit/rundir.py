@@ -379,7 +379,8 @@ def resolved_path(run_dir: str | Path, stored: str | None) -> str | None:
 
 def shown_path(path: str | Path | None, run_dir: str | Path | None = None) -> str | None:
     """A path as a report shows it: relative to the run folder when inside it, ``$DICEKIT_CACHE/...``
-    inside dicekit's cache root when DICEKIT_CACHE is set, ``~/...`` under the home folder, else relative to the run folder (``../...``) — never this machine's absolute path;
+    inside dicekit's cache root when DICEKIT_CACHE is set, ``~/...`` under the home folder, else
+    relative to the run folder (``../...``) — never this machine's absolute path;
     hub ids unchanged.
 
     >>> shown_path("/r/round_1/model", "/r"), shown_path("/elsewhere/m", "/r")

@@ -114,16 +114,16 @@ def test_mirror_publishes_resumable_state_and_restores_what_is_missing(tmp_path)
     for rel, data in files.items():
         (run / rel).parent.mkdir(parents=True, exist_ok=True)
         (run / rel).write_bytes(data)
-    copied = set(mirror.publish(run, pub))
+    copied = set(mirror.publish(run, pub, skip=(".pi_0.work",)))
     assert copied == {"a/round_1/samples.parquet", "a/round_1/metrics.json", "a/round_1/.work/gen/shard_0000.parquet",
                       "pi_0/train_log.jsonl", "offline/pairs.jsonl"}
-    assert mirror.publish(run, pub) == []  # nothing changed
+    assert mirror.publish(run, pub, skip=(".pi_0.work",)) == []  # nothing changed
     (run / "a/round_1/.work/gen/shard_0000.parquet").unlink()  # the stage finished: its shards go
-    mirror.publish(run, pub)
+    mirror.publish(run, pub, skip=(".pi_0.work",))
     assert not (pub / "a/round_1/.work/gen/shard_0000.parquet").exists()
     new = tmp_path / "new"
-    assert set(mirror.restore(pub, new)) == {"a/round_1/samples.parquet", "offline/pairs.jsonl"}
-    assert mirror.restore(pub, new) == []
+    assert set(mirror.restore(pub, new, keep_out=("pi_0",))) == {"a/round_1/samples.parquet", "offline/pairs.jsonl"}
+    assert mirror.restore(pub, new, keep_out=("pi_0",)) == []
 
 
 def test_the_recipe_refuses_to_continue_a_run_with_other_settings(tiny_world, tmp_path):

@@ -53,6 +53,8 @@ ROUND = dict(samples_per_prompt=8, **SAMPLE, generate_batch_size=64, shard_promp
              min_valid_samples=2, length_unit="chars", replay_ratio=0.5, beta=0.1, learning_rate=2.5e-6,
              max_steps=None, num_epochs=1.0, global_batch_size=8, per_device_batch_size=4,
              logging_steps=1, diagnose=True, diagnose_max_pairs=200)
+# π_0 is not mirrored (weights), so on a new machine its folder and record stay out and it is retrained
+PI0_RECORD = ("pi_0", "pi_0_info.json")
 STAGES = ["prompts", "eval_pi_-1", "offline", "pi_0", "eval_pi_0", "round_1", "eval_pi_1", "ablations",
           "eval_pi_1_alpha0", "eval_pi_1_gamma1", "round_2", "eval_pi_2", "report"]
 
@@ -103,9 +105,10 @@ def main(argv: list[str] | None = None) -> int:
         sizes = dict(zip(sizes, vals))
     # what every stage's results depend on must not change between invocations or machines: the sizes,
     # and π_-1, the seed and the compute dtype (the fixed evaluation decoding runs in it for every model)
+    publish = Path(args.publish).resolve() if args.publish else None
     fixed = {"sizes.json": sizes, "recipe.json": {"model": args.model, "seed": args.seed, "dtype": args.dtype}}
     for name, value in fixed.items():
-        for folder in [out] + ([Path(args.publish).resolve()] if args.publish else []):
+        for folder in [out] + ([publish] if publish else []):
             if (folder / name).is_file() and json.loads((folder / name).read_text()) != value:
                 raise SystemExit(f"{folder / name}: this run was made with {(folder / name).read_text().strip()}, "
                                  f"not {json.dumps(value)}; keep the settings, or use another --out/--publish")
@@ -134,9 +137,8 @@ def main(argv: list[str] | None = None) -> int:
     def ifeval_dir(name):
         return dice / "evals" / "ifeval" / name
 
-    publish = Path(args.publish).resolve() if args.publish else None
     if publish is not None:  # a run on a new machine: go on from what an earlier one published
-        restored = mirror.restore(publish, out)
+        restored = mirror.restore(publish, out, keep_out=PI0_RECORD)
         if restored:
             print(f"[restore] {len(restored)} files from {publish}", flush=True)
         if (publish / "timings.json").is_file():
@@ -144,15 +146,14 @@ def main(argv: list[str] | None = None) -> int:
 
     def publish_now():
         if publish is not None:
-            mirror.publish(out, publish)
+            mirror.publish(out, publish, skip=(".pi_0.work",))  # π_0's trainer state: retrained, not mirrored
 
     if publish is not None:  # shards and chunks too, as they land, not only finished stages
         import threading
 
-        stop_publishing = threading.Event()
-
-        def keep_publishing():
-            while not stop_publishing.wait(args.publish_every):
+        def keep_publishing():  # a daemon thread: it ends with the run
+            while True:
+                time.sleep(args.publish_every)
                 try:
                     publish_now()
                 except OSError as e:  # a full disk must not kill the run; the next try may succeed

@@ -7,7 +7,7 @@ recomputed from the files that are copied — lets a run on a new machine go on 
 stopped. :func:`publish` copies them out (callable while the run writes: files are taken whole, never
 a temporary); :func:`restore` copies back what the run folder lacks, leaving out the files whose
 presence would claim that a model exists (a finished round's ``metrics.json`` and ``train_log.jsonl``,
-π_0's folder), so those stages train again from their restored inputs.
+and what the caller names, e.g. π_0's folder), so those stages train again from their restored inputs.
 """
 
 from __future__ import annotations
@@ -28,22 +28,22 @@ def _is_work(part: str) -> bool:
     return part == ".work" or (part.startswith(".") and part.endswith(".work"))
 
 
-def _skipped(rel: Path, size: int) -> bool:
+def _skipped(rel: Path, size: int, skip: tuple[str, ...]) -> bool:
     parts = rel.parts
-    training_work = any(_is_work(p) for p in parts) and ("train" in parts[:-1] or ".pi_0.work" in parts)
-    return ("model" in parts[:-1] or training_work or any(p.startswith("checkpoint-") for p in parts)
+    training_work = any(_is_work(p) for p in parts) and "train" in parts[:-1]
+    return (parts[0] in skip or "model" in parts[:-1] or training_work or any(p.startswith("checkpoint-") for p in parts)
             or rel.name.startswith(".lock") or any(".tmp-" in p for p in parts) or rel.name.endswith(HEAVY_SUFFIXES)
             or size > MAX_BYTES)
 
 
-def _claims_a_model(rel: Path) -> bool:
-    """Files whose presence says a trained model is on disk (kept out of a restore: the model is not)."""
-    parent = rel.parent.name
-    in_round = bool(_ROUND.fullmatch(parent)) and rel.name in ("metrics.json", "train_log.jsonl")
-    return in_round or rel.parts[0] in ("pi_0", "pi_0_info.json")
+def _claims_a_model(rel: Path, keep_out: tuple[str, ...]) -> bool:
+    """Files whose presence says a trained model is on disk (kept out of a restore: the model is not):
+    a round's ``metrics.json`` / ``train_log.jsonl``, and the caller's ``keep_out`` top-level names."""
+    in_round = bool(_ROUND.fullmatch(rel.parent.name)) and rel.name in ("metrics.json", "train_log.jsonl")
+    return in_round or rel.parts[0] in keep_out
 
 
-def _files(root: Path):
+def _files(root: Path, skip: tuple[str, ...] = ()):
     for dirpath, dirnames, filenames in os.walk(root):
         dirnames.sort()
         for name in sorted(filenames):
@@ -53,7 +53,7 @@ def _files(root: Path):
             except FileNotFoundError:  # replaced while we walked
                 continue
             rel = path.relative_to(root)
-            if not _skipped(rel, size):
+            if not _skipped(rel, size, skip):
                 yield rel, path, size
 
 
@@ -76,13 +76,13 @@ def _same(a: Path, b: Path) -> bool:
     return sa.st_size == sb.st_size and int(sa.st_mtime) == int(sb.st_mtime)
 
 
-def publish(run: str | Path, dest: str | Path) -> list[str]:
+def publish(run: str | Path, dest: str | Path, skip: tuple[str, ...] = ()) -> list[str]:
     """Copy the run folder's resumable state into ``dest`` (new or changed files only); files that
-    vanished from the run folder (a finished stage's work shards) are removed from ``dest``.
-    Returns the relative paths copied."""
+    vanished from the run folder (a finished stage's work shards) are removed from ``dest``. ``skip``:
+    top-level names never mirrored (e.g. a training stage's own work folder). Returns the paths copied."""
     run, dest = Path(run), Path(dest)
     copied, present = [], set()
-    for rel, path, _ in _files(run):
+    for rel, path, _ in _files(run, skip):
         present.add(rel)
         if not _same(path, dest / rel) and _copy(path, dest / rel):
             copied.append(str(rel))
@@ -93,14 +93,15 @@ def publish(run: str | Path, dest: str | Path) -> list[str]:
     return copied
 
 
-def restore(src: str | Path, run: str | Path) -> list[str]:
-    """Copy into the run folder each mirrored file it lacks, except those that claim a model exists.
+def restore(src: str | Path, run: str | Path, keep_out: tuple[str, ...] = ()) -> list[str]:
+    """Copy into the run folder each mirrored file it lacks, except those that claim a model exists
+    (``keep_out``: the caller's top-level names that do, e.g. a trained model's folder and record).
     Returns the relative paths restored."""
     src, run = Path(src), Path(run)
     if not src.is_dir():
         return []
     done = []
     for rel, path, _ in _files(src):
-        if not (run / rel).exists() and not _claims_a_model(rel) and _copy(path, run / rel):
+        if not (run / rel).exists() and not _claims_a_model(rel, keep_out) and _copy(path, run / rel):
             done.append(str(rel))
     return done
