@@ -64,7 +64,7 @@ def _recipe():
     return mod
 
 
-def test_the_recipe_end_to_end_at_smoke_sizes_then_restored_on_a_new_machine(tiny_world, tmp_path):
+def test_the_recipe_end_to_end_at_smoke_sizes_then_restored_on_a_new_machine(tiny_world, tmp_path, capsys):
     """The recipe's one command, every stage, on the tiny model at smoke sizes (4 + 4 prompts, 2 samples,
     3 IFEval prompts, 8 new tokens): each stage's result lands, the report shows the IFEval table and
     the responses; then a fresh run folder with the same --publish restores the offline pairs and the
@@ -87,11 +87,16 @@ def test_the_recipe_end_to_end_at_smoke_sizes_then_restored_on_a_new_machine(tin
     assert json.loads((out / "ablation_alpha0" / "round_1" / "metrics.json").read_text())["alpha"] == 0.0
     digest = json.loads((pub / "pi_0_info.json").read_text())["weights_sha256"]
 
+    capsys.readouterr()
     fresh = tmp_path / "fresh"
     before = (pub / "dice" / "evals" / "ifeval" / "pi_0" / "responses.jsonl").read_bytes()
     with pytest.raises(SystemExit) as stop:
         run.main(["--out", str(fresh), "--stop-after", "eval_pi_0", *common])
     assert stop.value.code == 0
+    said = capsys.readouterr().out  # restored stages are skipped, not recomputed; π_0 is retrained
+    for stage in ("prompts", "eval_pi_-1", "offline", "eval_pi_0"):
+        assert f"[{stage}] on disk, skipped" in said, stage
+    assert "[pi_0] running" in said and "[restore]" in said
     assert (fresh / "offline" / "offline_pairs.parquet").read_bytes() == (out / "offline" / "offline_pairs.parquet").read_bytes()
     info = json.loads((fresh / "pi_0_info.json").read_text())
     assert info["weights_sha256"] == digest and info["same_weights_as_published"] is True
