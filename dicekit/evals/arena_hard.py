@@ -1,6 +1,7 @@
 """Arena-Hard (v0.1): its data layout, the two-game judge protocol, verdicts → battles → BT scores,
 and :func:`evaluate_arena_hard` (generate -> judge -> score, what `dicekit eval arena-hard` runs, for
-v0.1 here and for v2.0 through ``dicekit.evals.arena_hard_v2``).
+v0.1 here and for v2.0 through ``dicekit.evals.arena_hard_v2``; the parts both versions share, such as
+answer files and cached judge jobs: ``dicekit.evals.arena_hard_run``).
 
 Everything protocol-specific — questions, the baseline's answers (gpt-4-0314), the judge's system
 prompt, prompt template, verdict regex and settings — is read from an arena-hard-auto checkout or
@@ -30,12 +31,8 @@ Arena-Hard v2.0 (per-category baselines, mean scores, its layout): ``dicekit.eva
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
-import threading
-import time
-from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -43,11 +40,12 @@ import numpy as np
 
 from dicekit import rundir
 from dicekit.data import read_jsonl_rows
-from dicekit.errors import JudgeCallsFailed, UserError, where
+from dicekit.errors import UserError, where
+from dicekit.evals.arena_hard_run import (answers_for_style, generate_model_answers, judge_key, judging_paths,
+                                         judgment_files, run_judge_jobs)
 from dicekit.evals.arena_hard_style import style_pairs
 from dicekit.evals.bradley_terry import Battles, bt_scores, ratings, ratings_v01_style, style_features_v01
-from dicekit.evals.generation import GenerationSettings, generate_answers, model_name, within_context
-from dicekit.progress import say
+from dicekit.evals.generation import GenerationSettings
 
 BENCH = "arena-hard-v0.1"
 DEFAULT_BASELINE = "gpt-4-0314"
@@ -287,114 +285,7 @@ def judge_game(client, cfg: dict, question: str, answer_a: str, answer_b: str) -
     return {"user_prompt": messages[1]["content"], "judgment": judgment, "score": score}
 
 
-# --- evaluating (what `dicekit eval arena-hard` runs) ----------------------------------------------
-
-def judgment_files(specs: list[str | Path]) -> list[Path]:
-    """Judgment .jsonl files: each spec a file, or a folder of them."""
-    paths = []
-    for spec in specs:
-        p = Path(spec)
-        paths += sorted(p.glob("*.jsonl")) if p.is_dir() else [p]
-    return paths
-
-
-def _answer_loader(layout: str):
-    from dicekit.evals import arena_hard_v2
-
-    return arena_hard_v2.load_answers if layout == "uid" else load_answers
-
-
-def answers_for_style(arena: ArenaDir | None, players: list[str] | None, answers: dict) -> dict:
-    """Every player's answers (``players`` None: every model_answer file, as v2.0's show_result.py
-    reads them): those of this run plus the arena folder's model_answer/ files."""
-    if arena is None:
-        raise UserError("--style-control needs --arena-hard-dir (the models' answers carry the style features)")
-    load = _answer_loader(arena.layout)
-    answers = dict(answers)
-    if players is None:
-        players = [p.stem for p in sorted((arena.data / "model_answer").glob("*.jsonl"))]
-    for name in players:
-        if name in answers:
-            continue
-        path = arena.data / "model_answer" / f"{name}.jsonl"
-        if path.is_file():
-            answers[name] = load(path)[1]
-    return answers
-
-
-def answer_row(layout: str, name: str, question: dict, text: str) -> dict:
-    """One answer in arena-hard-auto's model_answer format: v0.1's (``question_id``, ``choices``) or
-    the current one (``uid``, ``messages``; no ``metadata``, so style control counts from the text)."""
-    q = question["question_id"]
-    ans_id = hashlib.sha256(f"{name}|{q}".encode()).hexdigest()[:22]
-    if layout == "uid":
-        return {"uid": q, "ans_id": ans_id, "model": name, "tstamp": time.time(),
-                "messages": [{"role": "user", "content": question["prompt"]}, {"role": "assistant", "content": {"answer": text}}]}
-    return {"question_id": q, "answer_id": ans_id, "model_id": name,
-            "choices": [{"index": 0, "turns": [{"content": text}]}], "tstamp": time.time()}
-
-
-def generate_model_answers(model: str, questions: list[dict], out: Path, settings: GenerationSettings,
-                           name: str | None = None, quiet: bool = False, layout: str = "question_id") -> tuple[str, dict]:
-    """``out/model_answer/<name>.jsonl`` (reused when it answers every question) and its answers."""
-    load = _answer_loader(layout)
-    name = name or model_name(model)
-    path = out / "model_answer" / f"{name}.jsonl"
-    if path.is_file():
-        have = load(path)[1]
-        if all(q["question_id"] in have for q in questions):
-            say(f"reusing {path}", quiet)
-            return name, have
-    keep = within_context(model, [q["prompt"] for q in questions], settings,
-                          lambda i: f"question {questions[i]['question_id']}")
-    if not all(keep):
-        say(f"{len(keep) - sum(keep)} questions longer than the model's context left out", quiet)
-        questions = [q for q, k in zip(questions, keep) if k]
-    texts = generate_answers(model, [q["prompt"] for q in questions], settings, quiet=quiet)
-    rundir.write_jsonl(path, [answer_row(layout, name, q, t) for q, t in zip(questions, texts)])
-    return name, load(path)[1]
-
-
-def judge_key(*parts) -> str:
-    """The cache key of one question's judgment: everything that determines it."""
-    return hashlib.sha256(json.dumps(parts).encode()).hexdigest()
-
-
-def run_judge_jobs(client, path: Path, jobs: list[tuple[str, object]], n_questions: int) -> Path:
-    """Judge each ``(key, make_row)`` whose key is not yet in ``path`` (rows carry ``dicekit_key``),
-    appending each row as soon as it is done, ``client.endpoint.concurrency`` at a time. Raises
-    :class:`JudgeCallsFailed` when some questions failed (the rest are kept)."""
-    from dicekit.evals.openai_judge import CallFailed
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    done = set()
-    if path.is_file():
-        for line in path.read_text(encoding="utf-8").splitlines():
-            try:
-                done.add(json.loads(line)["dicekit_key"])
-            except (json.JSONDecodeError, KeyError, TypeError):
-                continue  # a line cut short by a crash, or not ours
-    todo = [(key, make_row) for key, make_row in jobs if key not in done]
-    lock, failures = threading.Lock(), []
-
-    def one(key, make_row):
-        row = {**make_row(), "dicekit_key": key}
-        with lock, path.open("a", encoding="utf-8") as f:
-            f.write(json.dumps(row, ensure_ascii=False) + "\n")
-
-    with ThreadPoolExecutor(max_workers=max(1, client.endpoint.concurrency)) as pool:
-        for fut in as_completed([pool.submit(one, *t) for t in todo]):
-            try:
-                fut.result()
-            except CallFailed as e:
-                failures.append(str(e))
-    say(f"judge {client.endpoint.model}: {n_questions} questions, {n_questions - len(todo)} reused, "
-        f"{client.stats.calls} calls, {client.stats.retries} retries")
-    if failures:
-        raise JudgeCallsFailed(f"{len(failures)} questions failed (first: {failures[0]}); "
-                               "rerun the same command to retry them — the rest are kept")
-    return path
-
+# --- evaluating (what `dicekit eval arena-hard` runs; shared parts: arena_hard_run) -------------
 
 def judge_answers(arena: ArenaDir, cfg: dict, baseline: str, name: str, answers: dict, questions: list[dict],
                   out: Path, endpoint) -> Path:
@@ -493,12 +384,3 @@ def evaluate_arena_hard(*, judgments: list[str | Path] | None = None, answers: s
     if out:
         rundir.write_json(Path(out) / "arena_hard_scores.json", result)
     return result
-
-
-def judging_paths(arena: ArenaDir | None, out) -> tuple[ArenaDir, Path]:
-    """Judging needs a checkout (questions, baseline answers, judge config) and an output folder."""
-    if arena is None:
-        raise UserError("judging needs --arena-hard-dir (questions, baseline answers, judge config)")
-    if not out:
-        raise UserError("judging needs --out (answers and judgments are written there)")
-    return arena, Path(out)

@@ -54,9 +54,8 @@ import numpy as np
 
 from dicekit.errors import UserError, where
 from dicekit import rundir
-from dicekit.evals.arena_hard import (ArenaDir, BattleTable, answers_for_style, canonical, game_outcomes,
-                                     generate_model_answers, judge_key, judging_paths, read_jsonl, resolve,
-                                     run_judge_jobs)
+from dicekit.evals.arena_hard import ArenaDir, BattleTable, canonical, game_outcomes, read_jsonl, resolve
+from dicekit.evals.arena_hard_run import answers_for_style, generate_model_answers, judge_key, judging_paths, run_judge_jobs
 from dicekit.evals.arena_hard import locate as locate_v01
 from dicekit.evals.arena_hard_style import style_pairs
 from dicekit.evals.bradley_terry import Battles, bt_scores, style_features_v2

@@ -140,7 +140,7 @@ def test_reference_outputs_from_the_hub_data_file(monkeypatch, alpaca_dir):
     """No loading script: the hub dataset's JSON data file, fetched by huggingface_hub."""
     import huggingface_hub
 
-    from dicekit.evals import alpaca
+    from dicekit.evals import alpaca_data as alpaca
 
     calls = []
 

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from dicekit.evals import alpaca, judges, lc_glm, metrics
+from dicekit.evals import alpaca, alpaca_data, judges, lc_glm, metrics
 from tests.evals.conftest import ALPACA, ANNOTATION_FILES, load, need_alpaca_fixtures, run_cli
 
 FILES = [p.name for p in ANNOTATION_FILES] or ["<fixtures missing>"]
@@ -92,11 +92,11 @@ def test_lc_from_published_weights_equals_leaderboard(name, leaderboard, capsys)
 def test_difficulty_joins_by_instruction_unless_legacy(alpaca_dir):
     """phi-2 lacks two of the 805 instructions: by text, row i gets its own instruction's
     difficulty; upstream's positional join gives row i the i-th difficulty (shifted after a gap)."""
-    rows = alpaca.load_annotations(alpaca_dir / "annotations" / "phi-2.json")
-    reference = alpaca.load_outputs(alpaca_dir / "reference_outputs.json", "reference outputs")
-    table = alpaca.load_difficulty(alpaca_dir / "instruction_difficulty_recovered.csv")
-    by_text = alpaca.difficulty_for_rows(rows, table, reference, legacy_row_order=False)
-    legacy = alpaca.difficulty_for_rows(rows, table, reference, legacy_row_order=True)
+    rows = alpaca_data.load_annotations(alpaca_dir / "annotations" / "phi-2.json")
+    reference = alpaca_data.load_outputs(alpaca_dir / "reference_outputs.json", "reference outputs")
+    table = alpaca_data.load_difficulty(alpaca_dir / "instruction_difficulty_recovered.csv")
+    by_text = alpaca_data.difficulty_for_rows(rows, table, reference, legacy_row_order=False)
+    legacy = alpaca_data.difficulty_for_rows(rows, table, reference, legacy_row_order=True)
     position = {r["instruction"]: i for i, r in enumerate(reference)}
     assert np.array_equal(by_text, table.by_position[[position[r["instruction"]] for r in rows]])
     assert np.array_equal(legacy, table.by_position[: len(rows)])
