@@ -350,12 +350,13 @@ def evaluate_arena_hard(*, judgments: list[str | Path] | None = None, answers: s
     ``bootstrap_rounds``, ``seed``, ``interval`` and the whole ``leaderboard``; with ``out``, also
     written as ``out/arena_hard_scores.json``."""
     from dicekit.evals import arena_hard_v2 as v2
+    from dicekit.evals import arena_hard_v2_data as v2_data
 
     if sum(x is not None for x in (judgments, answers, model)) != 1:
         raise ValueError("evaluate_arena_hard: give exactly one of judgments, answers, model")
-    arena = v2.locate(arena_hard_dir, version) if arena_hard_dir else None
+    arena = v2_data.locate(arena_hard_dir, version) if arena_hard_dir else None
     files = judgment_files(judgments) if judgments else None
-    layout = v2.files_layout(files) if files else arena.layout if arena else None
+    layout = v2_data.files_layout(files) if files else arena.layout if arena else None
     if version == "v2.0" and layout == "question_id" and files:
         raise UserError(f"{files[0]}: the judgments are in v0.1's layout (question_id), not v2.0's (uid)")
     if layout == "uid" or (layout is None and version == "v2.0"):

@@ -34,9 +34,9 @@ def judgment_files(specs: list[str | Path]) -> list[Path]:
 
 def answer_loader(layout: str):
     """The model_answer reader of a layout: v2.0's (``uid``) or v0.1's (``question_id``)."""
-    from dicekit.evals import arena_hard, arena_hard_v2
+    from dicekit.evals import arena_hard, arena_hard_v2_data
 
-    return arena_hard_v2.load_answers if layout == "uid" else arena_hard.load_answers
+    return arena_hard_v2_data.load_answers if layout == "uid" else arena_hard.load_answers
 
 
 def answers_for_style(arena: ArenaDir | None, players: list[str] | None, answers: dict) -> dict:

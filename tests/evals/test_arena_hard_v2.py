@@ -9,7 +9,7 @@ import re
 import numpy as np
 import pytest
 
-from dicekit.evals import arena_hard_v2
+from dicekit.evals import arena_hard_v2, arena_hard_v2_data
 from tests.evals.conftest import LocalEndpoint, longer_wins, run_cli
 
 O3, GEMINI, GPT4 = "o3-mini-2025-01-31", "gemini-2.0-flash-001", "gpt-4-0314"
@@ -41,8 +41,9 @@ def score(tmp_path, capsys, rows, *extra, name="j.jsonl"):
     return json.loads(out)
 
 
-def test_docstring_examples():
-    result = doctest.testmod(arena_hard_v2)
+@pytest.mark.parametrize("module", [arena_hard_v2, arena_hard_v2_data])
+def test_docstring_examples(module):
+    result = doctest.testmod(module)
     assert result.attempted > 0 and result.failed == 0
 
 
