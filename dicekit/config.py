@@ -51,6 +51,9 @@ class TrainConfig:
     train_dtype: Literal["float32", "bfloat16"] = "float32"
     gradient_checkpointing: bool = False
     logging_steps: int = 1
+    # a checkpoint (weights, optimizer, scheduler, RNG) every save_steps optimizer steps, the latest kept,
+    # in the training's work folder: an interrupted training resumes from it. None: training restarts
+    save_steps: int | None = None
     report_to: tuple[str, ...] = ()
     quiet: bool = False
 
@@ -289,6 +292,8 @@ def _validate_train(cfg: TrainConfig, source: str) -> None:
         bad("loss_weights", "needs one weight per loss_type")
     if cfg.max_steps is not None and cfg.max_steps < 1:
         bad("max_steps", "must be >= 1 (or null to use num_epochs)")
+    if cfg.save_steps is not None and cfg.save_steps < 1:
+        bad("save_steps", "must be >= 1 (or null for no checkpoints)")
 
 
 def _validate_round(cfg: RoundConfig, source: str) -> None:

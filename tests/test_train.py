@@ -94,3 +94,79 @@ def test_fsdp_that_would_save_shards_is_refused_before_training():
     _check_fsdp_saves_full_state(trainer("FULL_STATE_DICT"))
     with pytest.raises(UserError, match="FULL_STATE_DICT"):
         _check_fsdp_saves_full_state(trainer("SHARDED_STATE_DICT"))
+
+
+TRAIN_SCRIPT = """
+import json, sys
+import pandas as pd
+from dicekit.config import TrainConfig
+from dicekit.round.train import train_dpo
+a = json.loads(sys.argv[1])
+print(json.dumps(train_dpo(a["policy"], pd.read_parquet(a["rows"]), a["out"], TrainConfig(**a["cfg"]), a["log"],
+                           a["work"], seed=0)))
+"""
+
+
+def _tiny_pairs(tiny_world, path):
+    pol, tok = load_model(tiny_world["policy"])
+    end = tok.eos_token_id
+    words = ["red cat", "one two", "the sun is big", "fish", "a b c", "moon", "tree rock", "blue dog"]
+    p = [prompt_ids(tok, q) for q in words]
+    c = [tok(x, add_special_tokens=False)["input_ids"] + [end] for x in words[1:] + words[:1]]
+    r = [tok(x, add_special_tokens=False)["input_ids"] + [end] for x in words[2:] + words[:2]]
+    ref = score_sequences(pol, p, c), score_sequences(pol, p, r)
+    pd.DataFrame({"prompt_ids": p, "chosen_ids": c, "rejected_ids": r, "ref_chosen_logps": ref[0] - 0.1,
+                  "ref_rejected_logps": ref[1] + 0.1}).to_parquet(path)
+    return path
+
+
+def _train(tiny_world, rows, folder, cfg, kill_at=None):
+    import os
+    import subprocess
+    import sys
+
+    args = dict(policy=tiny_world["policy"], rows=str(rows), out=str(folder / "model"), log=str(folder / "log.jsonl"),
+                work=str(folder / "work"), cfg=cfg)
+    env = {k: v for k, v in os.environ.items() if k != "DICEKIT_KILL_AT"}
+    if kill_at:
+        env["DICEKIT_KILL_AT"] = kill_at
+    return subprocess.run([sys.executable, "-c", TRAIN_SCRIPT, json.dumps(args)], capture_output=True, text=True, env=env)
+
+
+def test_training_killed_after_a_checkpoint_resumes_to_the_same_weights(tiny_world, tmp_path):
+    """save_steps: a training SIGKILLed right after its step-4 checkpoint, run again, resumes there
+    and ends with the bytes of an uninterrupted training, its log holding each step once with the
+    same values; a different training in that work folder does not resume from its checkpoint."""
+    rows = _tiny_pairs(tiny_world, tmp_path / "rows.parquet")
+    cfg = dict(beta=0.1, learning_rate=5e-3, global_batch_size=2, per_device_batch_size=2, max_steps=6, save_steps=2,
+               num_epochs=1.0)
+    ref = _train(tiny_world, rows, tmp_path / "ref", cfg)
+    assert ref.returncode == 0, ref.stderr[-2000:]
+    killed = _train(tiny_world, rows, tmp_path / "run", cfg, kill_at="train:4")
+    assert killed.returncode == -9, killed.stderr[-2000:]
+    assert [d.name for d in (tmp_path / "run" / "work" / "trainer").glob("checkpoint-*")] == ["checkpoint-4"]
+    assert not (tmp_path / "run" / "model").exists()
+    again = _train(tiny_world, rows, tmp_path / "run", cfg)
+    assert again.returncode == 0 and "training resumes from" in again.stderr and "checkpoint-4" in again.stderr
+    assert (tmp_path / "run" / "model" / "model.safetensors").read_bytes() == \
+        (tmp_path / "ref" / "model" / "model.safetensors").read_bytes()
+    logged = lambda d: [json.loads(x) for x in (d / "log.jsonl").read_text().splitlines()]  # noqa: E731
+    steps = lambda d: [x for x in logged(d) if "loss" in x]  # noqa: E731 (per-step rows, not the summary)
+    got, want = steps(tmp_path / "run"), steps(tmp_path / "ref")
+    assert [x["step"] for x in got] == [1, 2, 3, 4, 5, 6] == [x["step"] for x in want]
+    assert [x["loss"] for x in got] == [x["loss"] for x in want]
+    # the ref weights moved: the equality above is not that of two untrained models
+    assert len({x["loss"] for x in want}) > 1
+    # another training (another learning rate) in the same work folder starts from step 1
+    other = _train(tiny_world, rows, tmp_path / "ref", {**cfg, "learning_rate": 1e-3}, kill_at="train:2")
+    assert other.returncode == -9 and "training resumes" not in other.stderr
+    assert [d.name for d in (tmp_path / "ref" / "work" / "trainer").glob("checkpoint-*")] == ["checkpoint-2"]
+
+
+def test_save_steps_is_validated():
+    from dicekit.errors import UserError
+
+    with pytest.raises(UserError, match="key 'save_steps': must be >= 1"):
+        build(TrainConfig, {"save_steps": 0}, "train.yaml")
+    assert dpo_args(TrainConfig(save_steps=5), "/tmp/x", seed=0).save_strategy.value == "steps"
+    assert dpo_args(TrainConfig(), "/tmp/x", seed=0).save_strategy.value == "no"

@@ -48,11 +48,14 @@ ANNOTATORS = dict(tau=0.1, verbosity=1.0, length_scale=200.0)
 # steps: π_0 1 epoch of ~256 pairs at batch 8 (~32 steps) × 5e-6; a round 1 epoch of ~2 × 256 pairs
 # (~64 steps) × 2.5e-6. Compute dtype of sampling, evaluation and training (autocast, fp32 master
 # weights): --dtype; scores (implicit rewards, reference log-probs) always fp32.
-PI0 = dict(beta=0.1, learning_rate=5e-6, num_epochs=1.0, max_steps=None, global_batch_size=8, per_device_batch_size=4)
+# A training checkpoint every 8 steps (≈ 5 min here): an interrupted training resumes from it on the
+# same machine (checkpoints are not mirrored; on a new machine a training starts again).
+PI0 = dict(beta=0.1, learning_rate=5e-6, num_epochs=1.0, max_steps=None, global_batch_size=8, per_device_batch_size=4,
+           save_steps=8)
 ROUND = dict(samples_per_prompt=8, **SAMPLE, generate_batch_size=64, shard_prompts=16,
              min_valid_samples=2, length_unit="chars", replay_ratio=0.5, beta=0.1, learning_rate=2.5e-6,
              max_steps=None, num_epochs=1.0, global_batch_size=8, per_device_batch_size=4,
-             logging_steps=1, diagnose=True, diagnose_max_pairs=200)
+             logging_steps=1, save_steps=8, diagnose=True, diagnose_max_pairs=200)
 # π_0 is not mirrored (weights), so on a new machine its folder and record stay out and it is retrained
 PI0_RECORD = ("pi_0", "pi_0_info.json")
 STAGES = ["prompts", "eval_pi_-1", "offline", "pi_0", "eval_pi_0", "round_1", "eval_pi_1", "ablations",

@@ -48,7 +48,8 @@ from dicekit.round.pairing import stage_pairs
 _RESUME_IGNORED = {"quiet", "report_to", "run_dir", "alpha", "num_rounds", "diagnose", "diagnose_judge", "diagnose_judge_base_url",
                    "diagnose_judge_api_key_env", "diagnose_max_pairs", "health", "health_pairs", "health_max_pairs",
                    "health_previous_reward",  # health.json, once written, is reused
-                   "score_tokens_per_batch"}  # batch size: the same scores up to float rounding
+                   "score_tokens_per_batch",  # batch size: the same scores up to float rounding
+                   "save_steps"}  # how often training checkpoints, not what it trains
 
 
 def next_round(cfg: RoundConfig) -> int:

@@ -11,6 +11,12 @@ tests/test_train.py pins the behaviour (TRL's logged rewards equal dicekit's imp
 
 Weights are kept in fp32; ``train_dtype: bfloat16`` trains in bf16 mixed precision (autocast).
 
+With ``save_steps`` the trainer writes a checkpoint (weights, optimizer, scheduler, RNG states) every
+``save_steps`` optimizer steps into the training's work folder, keeping the latest, and a training run
+again with the same pairs, settings, starting model and seed resumes from it; checkpoints of another
+training there are discarded. On one machine the resumed training ends with the same weights as an
+uninterrupted one (tests/test_train.py).
+
 Deliberate deviation from the official recipe: a warm-up is only honoured if asked for
 (``warmup_steps > 0`` turns ``constant`` into ``constant_with_warmup``); the official 50 warm-up
 steps under a ``constant`` schedule were a no-op, which is also what ``warmup_steps: 0`` does.
@@ -52,7 +58,8 @@ def _trainer_class():
 
 
 def jsonl_log_callback(path: Path):
-    """A TrainerCallback appending each logged dict (with step and epoch) to ``path`` (rank 0 only)."""
+    """A TrainerCallback appending each logged dict (with step and epoch) to ``path`` (rank 0 only);
+    after each checkpoint it is the crash-test point ``train:<step>`` (:func:`dicekit.rundir.fault_point`)."""
     from transformers import TrainerCallback
 
     class JsonlLog(TrainerCallback):
@@ -60,6 +67,9 @@ def jsonl_log_callback(path: Path):
             if logs and state.is_world_process_zero:
                 with path.open("a") as f:
                     f.write(json.dumps({"step": state.global_step, "epoch": state.epoch, **logs}) + "\n")
+
+        def on_save(self, args, state, control, **kwargs):
+            rundir.fault_point(f"train:{state.global_step}")  # crash tests: right after a checkpoint
 
     return JsonlLog()
 
@@ -104,7 +114,9 @@ def dpo_args(cfg: TrainConfig, output_dir: str, *, seed: int, world_size: int = 
         num_train_epochs=cfg.num_epochs,
         logging_steps=cfg.logging_steps,
         report_to=list(cfg.report_to) or "none",
-        save_strategy="no",
+        save_strategy="steps" if cfg.save_steps else "no",
+        save_steps=cfg.save_steps or 500,
+        save_total_limit=1,  # the latest checkpoint only
         bf16=cfg.train_dtype == "bfloat16",
         use_cpu=not torch.cuda.is_available(),
         precompute_ref_log_probs=True,
@@ -191,6 +203,57 @@ def _check_fsdp_saves_full_state(trainer) -> None:
                         "whole, set fsdp_state_dict_type: FULL_STATE_DICT")
 
 
+# settings that do not change what is trained: a checkpoint written under other values is resumed
+_NOT_IN_IDENTITY = ("quiet", "report_to", "save_steps", "logging_steps")
+
+
+def training_identity(policy: str, ds_columns: dict, cfg: TrainConfig, seed: int, world_size: int) -> str:
+    """sha256 of what determines a training's weights: the starting model, the rows, the settings
+    (not ``quiet``, ``report_to``, ``save_steps``, ``logging_steps``), the seed, the process count."""
+    import dataclasses
+    import hashlib
+
+    from dicekit.config import to_dict
+
+    train_keys = {f.name for f in dataclasses.fields(TrainConfig)} - set(_NOT_IN_IDENTITY)
+    settings = {k: v for k, v in to_dict(cfg).items() if k in train_keys}
+    blob = json.dumps([policy, settings, seed, world_size, ds_columns], sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def resume_checkpoint(trainer_dir: Path, identity: str) -> str | None:
+    """The latest complete checkpoint (its ``trainer_state.json``, written last, parses) of the training
+    ``identity`` in ``trainer_dir``, or None. Everything there from another training, and incomplete
+    checkpoints, is deleted; the folder is stamped with ``identity`` (main process only)."""
+    from dicekit.round import dist
+
+    stamp = trainer_dir / f"dicekit_training-{identity[:16]}.json"
+    if not dist.is_main():
+        dist.wait_for([stamp], "the training folder's stamp from rank 0")
+    else:
+        if trainer_dir.is_dir() and not stamp.is_file():
+            shutil.rmtree(trainer_dir)
+        trainer_dir.mkdir(parents=True, exist_ok=True)
+        rundir.write_json(stamp, {"identity": identity})
+    done = []
+    for d in trainer_dir.glob("checkpoint-*"):
+        try:
+            step = json.loads((d / "trainer_state.json").read_text())["global_step"]
+        except (OSError, ValueError, KeyError, TypeError):
+            if dist.is_main():
+                shutil.rmtree(d, ignore_errors=True)
+            continue
+        done.append((int(step), d))
+    return str(max(done)[1]) if done else None
+
+
+def _trim_log(path: Path, step: int) -> None:
+    """Keep the log lines of steps up to ``step`` (the checkpoint resumed from): later ones are redone."""
+    if path.is_file():
+        rows = [x for x in path.read_text().splitlines() if x.strip() and json.loads(x).get("step", 0) <= step]
+        rundir.write_text(path, "".join(r + "\n" for r in rows))
+
+
 def train_dpo(policy: str, rows: pd.DataFrame, out_dir: str | Path, cfg: TrainConfig, log_path: str | Path,
               work_dir: str | Path, *, seed: int) -> dict:
     """Train π_t from ``policy`` on ``rows`` (TRAIN_COLUMNS) with the settings ``cfg`` and the trainer's
@@ -204,18 +267,27 @@ def train_dpo(policy: str, rows: pd.DataFrame, out_dir: str | Path, cfg: TrainCo
         raise ValueError(f"training rows lack {missing}")
     if len(rows) == 0:
         raise ValueError("no training pairs")
+    from dicekit.round import dist
+
     work_dir = Path(work_dir)
     work_dir.mkdir(parents=True, exist_ok=True)
-    tmp_log = work_dir / "train_log.jsonl"
-    tmp_log.unlink(missing_ok=True)
-    ds = datasets.Dataset.from_dict({
+    columns = {
         "prompt_ids": [list(map(int, x)) for x in rows["prompt_ids"]],
         "chosen_ids": [list(map(int, x)) for x in rows["chosen_ids"]],
         "rejected_ids": [list(map(int, x)) for x in rows["rejected_ids"]],
         "ref_chosen_logps": rows["ref_chosen_logps"].astype(float).tolist(),
         "ref_rejected_logps": rows["ref_rejected_logps"].astype(float).tolist(),
-    })
-    from dicekit.round import dist
+    }
+    tmp_log = work_dir / "train_log.jsonl"
+    resume = None
+    if cfg.save_steps:
+        identity = training_identity(policy, columns, cfg, seed, dist.world_size())
+        resume = resume_checkpoint(work_dir / "trainer", identity)
+    if resume is None:
+        tmp_log.unlink(missing_ok=True)
+    elif dist.is_main():
+        _trim_log(tmp_log, int(Path(resume).name.split("-")[-1]))
+    ds = datasets.Dataset.from_dict(columns)
 
     # the training arguments first: under DeepSpeed ZeRO-3 they must exist before the model is loaded
     # for the weights to be partitioned at load time
@@ -230,7 +302,11 @@ def train_dpo(policy: str, rows: pd.DataFrame, out_dir: str | Path, cfg: TrainCo
     staged = work_dir / "model"
     if dist.is_main() and staged.exists():  # left by an interrupted attempt
         shutil.rmtree(staged)
-    result = trainer.train()
+    if resume and not cfg.quiet and dist.is_main():
+        from dicekit.progress import say
+
+        say(f"training resumes from {resume}")
+    result = trainer.train(resume_from_checkpoint=resume)
     # every rank takes part in saving (ZeRO-3 / FSDP gather the weights); rank 0 renames into place
     _save_model(trainer, staged)
     trainer.accelerator.wait_for_everyone()
