@@ -57,11 +57,15 @@ def test_offline_pairs_from_smollm2(tmp_path):
         assert r.chosen_ids[-1] == r.rejected_ids[-1] == tok.convert_tokens_to_ids("<|im_end|>")
 
 
-def _recipe():
-    spec = importlib.util.spec_from_file_location("smollm2_ifeval_run", ROOT / "benchmarks" / "smollm2-ifeval" / "run.py")
+def _script(name: str):
+    spec = importlib.util.spec_from_file_location(f"smollm2_ifeval_{name}", ROOT / "benchmarks" / "smollm2-ifeval" / f"{name}.py")
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     return mod
+
+
+def _recipe():
+    return _script("run")
 
 
 def test_the_recipe_end_to_end_at_smoke_sizes_then_restored_on_a_new_machine(tiny_world, tmp_path, capsys):
@@ -85,6 +89,14 @@ def test_the_recipe_end_to_end_at_smoke_sizes_then_restored_on_a_new_machine(tin
         health = json.loads((out / "dice" / f"round_{t}" / "metrics.json").read_text())["health"]
         assert set(health) >= {"heldout_accuracy", "heldout_dpo", "consistency", "variant_agreement", "verdict"}
     assert json.loads((out / "ablation_alpha0" / "round_1" / "metrics.json").read_text())["alpha"] == 0.0
+    # the checker's view of round 1's pairs, from its files (benchmarks/smollm2-ifeval/precheck.py)
+    capsys.readouterr()
+    _script("precheck").main([str(out)])
+    check = json.loads(capsys.readouterr().out)
+    gen = pd.read_parquet(out / "dice" / "round_1" / "pairs.parquet").query("source == 'generated'")
+    assert check["generated_pairs"] == len(gen) > 0
+    assert check["chosen_follows_more"] + check["chosen_follows_fewer"] + check["chosen_follows_as_many"] == pytest.approx(1)
+    assert check["alpha"] == json.loads((out / "dice" / "round_1" / "metrics.json").read_text())["alpha"]
     digest = json.loads((pub / "pi_0_info.json").read_text())["weights_sha256"]
 
     capsys.readouterr()
