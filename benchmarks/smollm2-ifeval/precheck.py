@@ -25,20 +25,10 @@ import pandas as pd
 import yaml
 
 
-def agreement(groups, col: str) -> tuple[float, int]:
-    right = total = 0.0
-    for _, g in groups:
-        x, y = g[col].to_numpy(float), g["q"].to_numpy(float)
-        i, j = np.triu_indices(len(g), 1)
-        keep = y[i] != y[j]
-        d = (x[i] - x[j])[keep] * (y[i] - y[j])[keep]
-        right += (d > 0).sum() + 0.5 * (d == 0).sum()
-        total += keep.sum()
-    return (right / total if total else float("nan")), int(total)
-
-
 def main(argv: list[str] | None = None) -> None:
     from dicekit.evals.ifeval import score_response
+    from dicekit.core.pairs import reward_lr
+    from dicekit.world.metrics import pair_agreement
     from dicekit.evals.ifeval_judge import IFEvalJudge
 
     ap = argparse.ArgumentParser()
@@ -51,13 +41,12 @@ def main(argv: list[str] | None = None) -> None:
     alpha = float(yaml.safe_load((rdir / "config.yaml").read_text())["alpha"])  # written with pairs.parquet
     v = pd.read_parquet(rdir / "samples.parquet").query("valid").copy()
     v["q"] = [score_response(r, *instructions[p], p) for p, r in zip(v["prompt"], v["response"])]
-    v["reward_lr"] = v["reward"] - alpha * v["n_chars"]
+    v["reward_lr"] = reward_lr(v["reward"], v["n_chars"], alpha)  # the round's Eq. 5 score
     v["length"] = v["n_chars"]
     pairs = pd.read_parquet(rdir / "pairs.parquet").query("source == 'generated'")
     q = v.set_index(["prompt_id", "sample_id"])["q"]
     qc = q.reindex(list(zip(pairs["prompt_id"], pairs["chosen_sample_id"].astype(int)))).to_numpy()
     qr = q.reindex(list(zip(pairs["prompt_id"], pairs["rejected_sample_id"].astype(int)))).to_numpy()
-    groups = list(v.groupby("prompt_id"))
     result = {
         "round": a.round, "alpha": alpha, "valid_samples": len(v), "generated_pairs": len(pairs),
         "chosen_follows_more": float(np.mean(qc > qr)), "chosen_follows_fewer": float(np.mean(qc < qr)),
@@ -66,8 +55,8 @@ def main(argv: list[str] | None = None) -> None:
         "mean_checker_score": float(v["q"].mean()), "best_of_k_checker_score": float(v.groupby("prompt_id")["q"].max().mean()),
         "corr_reward_length": float(np.corrcoef(v["reward"], v["n_chars"])[0, 1]),
     }
-    for col in ("reward_lr", "reward", "length"):
-        result[f"own_sample_agreement_{col}"], result["own_sample_pairs"] = agreement(groups, col)
+    for col in ("reward_lr", "reward", "length"):  # the round monitor's pair-agreement rule (ties count ½)
+        result[f"own_sample_agreement_{col}"], result["own_sample_pairs"] = pair_agreement(v["prompt_id"], v[col], v["q"])
     print(json.dumps(result, indent=1))
 
 
