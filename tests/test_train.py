@@ -155,6 +155,10 @@ def test_training_killed_after_a_checkpoint_resumes_to_the_same_weights(tiny_wor
     got, want = steps(tmp_path / "run"), steps(tmp_path / "ref")
     assert [x["step"] for x in got] == [1, 2, 3, 4, 5, 6] == [x["step"] for x in want]
     assert [x["loss"] for x in got] == [x["loss"] for x in want]
+    # the summary's mean loss covers all 6 steps, not only the 2 run after the resume
+    summary = lambda p: json.loads(p.stdout.strip().splitlines()[-1])  # noqa: E731
+    assert summary(again)["train_loss"] == pytest.approx(summary(ref)["train_loss"], rel=1e-6)
+    assert summary(ref)["train_loss"] == pytest.approx(sum(x["loss"] for x in want) / 6, rel=1e-6)
     # the ref weights moved: the equality above is not that of two untrained models
     assert len({x["loss"] for x in want}) > 1
     # another training (another learning rate) in the same work folder starts from step 1

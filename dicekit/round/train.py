@@ -254,6 +254,19 @@ def _trim_log(path: Path, step: int) -> None:
         rundir.write_text(path, "".join(r + "\n" for r in rows))
 
 
+def _logged_loss_sum(path: Path) -> float:
+    """The summed per-step losses of a (trimmed) training log: each logged loss is the mean over the
+    steps since the previous log line, so it counts that many times."""
+    total, last = 0.0, 0
+    if path.is_file():
+        for line in path.read_text().splitlines():
+            row = json.loads(line) if line.strip() else {}
+            if "loss" in row and "step" in row:
+                total += float(row["loss"]) * (int(row["step"]) - last)
+                last = int(row["step"])
+    return total
+
+
 def train_dpo(policy: str, rows: pd.DataFrame, out_dir: str | Path, cfg: TrainConfig, log_path: str | Path,
               work_dir: str | Path, *, seed: int) -> dict:
     """Train π_t from ``policy`` on ``rows`` (TRAIN_COLUMNS) with the settings ``cfg`` and the trainer's
@@ -283,10 +296,12 @@ def train_dpo(policy: str, rows: pd.DataFrame, out_dir: str | Path, cfg: TrainCo
     if cfg.save_steps:
         identity = training_identity(policy, columns, cfg, seed, dist.world_size())
         resume = resume_checkpoint(work_dir / "trainer", identity)
+    resumed_at = int(Path(resume).name.split("-")[-1]) if resume else 0
     if resume is None:
         tmp_log.unlink(missing_ok=True)
     elif dist.is_main():
-        _trim_log(tmp_log, int(Path(resume).name.split("-")[-1]))
+        _trim_log(tmp_log, resumed_at)
+    loss_before = _logged_loss_sum(tmp_log) if resume and dist.is_main() else 0.0
     ds = datasets.Dataset.from_dict(columns)
 
     # the training arguments first: under DeepSpeed ZeRO-3 they must exist before the model is loaded
@@ -324,9 +339,12 @@ def train_dpo(policy: str, rows: pd.DataFrame, out_dir: str | Path, cfg: TrainCo
     os.replace(staged, out_dir)
     shutil.move(str(tmp_log), str(log_path)) if tmp_log.exists() else rundir.write_text(log_path, "")
     steps = trainer.state.global_step
+    loss = result.training_loss
+    if resume and not math.isnan(loss):  # the trainer averages the resumed steps' losses over all steps
+        loss = (loss * steps + loss_before) / steps
     return {
         "train_steps": steps,
         "train_pairs": len(rows),
         "train_epochs": float(trainer.state.epoch or 0.0),
-        "train_loss": float(result.training_loss) if not math.isnan(result.training_loss) else None,
+        "train_loss": float(loss) if not math.isnan(loss) else None,
     }
