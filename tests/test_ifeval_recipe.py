@@ -85,6 +85,8 @@ def test_the_recipe_end_to_end_at_smoke_sizes_then_restored_on_a_new_machine(tin
         assert len((rep / "responses" / f"{name}.jsonl").read_text().splitlines()) == 3
     md = (rep / "report.md").read_text()
     assert "IFEval" in md and "## Round monitor (judge-free)" in md  # the monitor ran in both rounds
+    # its heldout pairs are the offline pairs π_0 trained on: the report says what that signal then measures
+    assert "Rounds 1, 2: the heldout pairs are `offline_data`" in md
     for t in (1, 2):
         health = json.loads((out / "dice" / f"round_{t}" / "metrics.json").read_text())["health"]
         assert set(health) >= {"heldout_accuracy", "heldout_dpo", "consistency", "variant_agreement", "verdict"}

@@ -286,12 +286,14 @@ def _signal(x) -> str:
 
 def _health_section(run: Path, rounds: list[int]) -> list[str]:
     """The judge-free round monitor (metrics.json ``health``) and the stabilisers' records."""
-    rows = []
+    rows, seen_pairs = [], []
     for t in rounds:
         m = runs.load_metrics(run, t) or {}
         h = m.get("health")
         if not isinstance(h, dict):
             continue
+        if str((h.get("heldout_accuracy") or {}).get("source", "")).startswith("offline_data"):
+            seen_pairs.append(str(t))
         row = {"round": t, **{name: _signal(h.get(name)) for name in HEALTH_SIGNALS},
                "verdict": (h.get("verdict") or {}).get("verdict", "n/a")}
         stab = m.get("stabilisers") or {}
@@ -305,7 +307,13 @@ def _health_section(run: Path, rounds: list[int]) -> list[str]:
         rows.append(row)
     if not rows:
         return []
-    return ["## Round monitor (judge-free)", "", HOW_TO_READ_MONITOR, "", table(rows), ""]
+    note = []
+    if seen_pairs:
+        note = [f"Round{'s' if len(seen_pairs) > 1 else ''} {', '.join(seen_pairs)}: the heldout pairs are `offline_data`, which the replay of earlier "
+                "rounds trains on, and π_0 too when it was trained on them; so heldout_accuracy and heldout_dpo there measure how well the reward "
+                "fits pairs it has seen, not how it generalises (set `health_pairs` to labelled pairs no round "
+                "trains on).", ""]
+    return ["## Round monitor (judge-free)", "", HOW_TO_READ_MONITOR, "", table(rows), "", *note]
 
 
 def _eval_section(evals: pd.DataFrame | None, out: Path) -> list[str]:
