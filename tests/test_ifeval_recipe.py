@@ -3,6 +3,7 @@ pairs from SmolLM2-135M-Instruct's samples (slow, real model)."""
 
 import importlib.util
 import json
+import shutil
 from pathlib import Path
 
 import pandas as pd
@@ -101,6 +102,20 @@ def test_the_recipe_end_to_end_at_smoke_sizes_then_restored_on_a_new_machine(tin
     assert check["alpha"] == json.loads((out / "dice" / "round_1" / "metrics.json").read_text())["alpha"]
     digest = json.loads((pub / "pi_0_info.json").read_text())["weights_sha256"]
 
+    # with every evaluation published, a new machine trains nothing again: the records come back whole
+    capsys.readouterr()
+    assert run.main(["--out", str(tmp_path / "fresh2"), "--report", str(tmp_path / "report2"), *common]) == 0
+    said = capsys.readouterr().out
+    for stage in ("pi_0", "round_1", "ablations", "round_2"):
+        assert f"[{stage}] not needed, skipped" in said, stage
+    assert not list((tmp_path / "fresh2").rglob("model.safetensors"))
+    for rel in ("dice/round_1/metrics.json", "dice/round_2/train_log.jsonl", "ablation_gamma1/round_1/metrics.json",
+                "pi_0_info.json"):
+        assert (tmp_path / "fresh2" / rel).read_bytes() == (out / rel).read_bytes(), rel
+    rows = lambda text: [x for x in text.splitlines() if x.startswith("|")]  # noqa: E731 (the tables, not the paths)
+    assert rows((tmp_path / "report2" / "report.md").read_text()) == rows(md)
+    # without π_2's evaluation, round 2 must run again, and with it π_1 and π_0 (its policy and reference)
+    shutil.rmtree(pub / "dice" / "evals" / "ifeval" / "pi_2")
     capsys.readouterr()
     fresh = tmp_path / "fresh"
     before = (pub / "dice" / "evals" / "ifeval" / "pi_0" / "responses.jsonl").read_bytes()
@@ -143,6 +158,10 @@ def test_mirror_publishes_resumable_state_and_restores_what_is_missing(tmp_path)
     new = tmp_path / "new"
     assert set(mirror.restore(pub, new, keep_out=("pi_0",))) == {"a/round_1/samples.parquet", "offline/pairs.jsonl"}
     assert mirror.restore(pub, new, keep_out=("pi_0",)) == []
+    # a settled round (nothing left to run needs its model) comes back with its records
+    assert mirror.restore(pub, new, keep_out=("pi_0",), settled=("a/round_1",)) == ["a/round_1/metrics.json"]
+    assert mirror.restore(pub, tmp_path / "other", settled=("a/round_",)) == [  # whole folder names only
+        "a/round_1/samples.parquet", "offline/pairs.jsonl", "pi_0/train_log.jsonl"]
 
 
 def test_the_recipe_refuses_to_continue_a_run_with_other_settings(tiny_world, tmp_path):

@@ -74,7 +74,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--publish", help="folder (e.g. reports/smollm2-ifeval/run in the repository) that mirrors the run "
                     "folder's resumable state as it lands (every stage's results, generation shards and evaluation "
                     "chunks; not model weights: dicekit.recipes.mirror), and from which a run on a new machine "
-                    "restores it and goes on; π_0 and finished rounds are retrained from their restored inputs")
+                    "restores it and goes on; π_0 and finished rounds are retrained from their restored inputs when a stage "
+                    "still to run needs their model")
     ap.add_argument("--publish-every", type=float, default=300.0, help="seconds between mirror updates (default 300)")
     ap.add_argument("--sizes", help="smoke-test sizes, 'offline,dice,k_off,k,eval_limit,new_tokens' (e.g. 4,4,2,2,3,8): "
                     "prompts for offline pairs and for the rounds, samples per prompt, the first N IFEval prompts, "
@@ -140,8 +141,20 @@ def main(argv: list[str] | None = None) -> int:
     def ifeval_dir(name):
         return dice / "evals" / "ifeval" / name
 
+    def evaluated(name):  # on disk, or published by an earlier machine
+        return any((f / "dice" / "evals" / "ifeval" / name / "metrics.json").is_file() for f in (out, publish) if f)
+
+    # a trained model nothing left to run needs is not trained again on a new machine: a round whose
+    # evaluation and every later round's evaluation are done (round 2 samples with π_1 against π_0)
+    settled = [f"{folder.name}/round_1" for name, (folder, _) in ablations.items() if evaluated(name)]
+    if evaluated("pi_2"):
+        settled.append("dice/round_2")
+        if evaluated("pi_1"):
+            settled.append("dice/round_1")
+    pi_0_settled = evaluated("pi_0") and len(settled) == len(ablations) + 2
+
     if publish is not None:  # a run on a new machine: go on from what an earlier one published
-        restored = mirror.restore(publish, out, keep_out=PI0_RECORD)
+        restored = mirror.restore(publish, out, keep_out=() if pi_0_settled else PI0_RECORD, settled=tuple(settled))
         if restored:
             print(f"[restore] {len(restored)} files from {publish}", flush=True)
         if (publish / "timings.json").is_file():
@@ -164,8 +177,10 @@ def main(argv: list[str] | None = None) -> int:
 
         threading.Thread(target=keep_publishing, daemon=True).start()
 
-    def timed(name, done: bool, fn):
-        if done:
+    def timed(name, done: bool, fn, not_needed: bool = False):
+        if not_needed and not done:
+            print(f"[{name}] not needed, skipped: the evaluations that use its model are done", flush=True)
+        elif done:
             print(f"[{name}] on disk, skipped", flush=True)
         else:
             print(f"[{name}] running", flush=True)
@@ -214,7 +229,7 @@ def main(argv: list[str] | None = None) -> int:
 
     def ablation_runs():
         for name, (folder, change) in ablations.items():
-            if (folder / "round_1" / "model").exists():
+            if (folder / "round_1" / "model").exists() or f"{folder.name}/round_1" in settled:
                 continue
             src = dice / "round_1" / "samples.parquet"
             (folder / "round_1").mkdir(parents=True, exist_ok=True)
@@ -239,14 +254,15 @@ def main(argv: list[str] | None = None) -> int:
     timed("prompts", offline_prompts.is_file() and dice_prompts.is_file(), write_prompts)
     eval_stage("pi_-1", pi_m1)
     timed("offline", (out / "offline").is_dir(), offline)
-    timed("pi_0", (out / "pi_0" / "model").is_dir(), pi_0)
+    timed("pi_0", (out / "pi_0" / "model").is_dir(), pi_0, pi_0_settled)
     eval_stage("pi_0", str(out / "pi_0" / "model"))
-    timed("round_1", (dice / "round_1" / "model").is_dir(), lambda: run_round(rc, 1))
+    timed("round_1", (dice / "round_1" / "model").is_dir(), lambda: run_round(rc, 1), "dice/round_1" in settled)
     eval_stage("pi_1", str(dice / "round_1" / "model"))
-    timed("ablations", all((f / "round_1" / "model").is_dir() for f, _ in ablations.values()), ablation_runs)
+    timed("ablations", all((f / "round_1" / "model").is_dir() for f, _ in ablations.values()), ablation_runs,
+          len([x for x in settled if not x.startswith("dice/")]) == len(ablations))
     for name, (folder, _) in ablations.items():
         eval_stage(name, str(folder / "round_1" / "model"))
-    timed("round_2", (dice / "round_2" / "model").is_dir(), lambda: run_round(rc, 2))
+    timed("round_2", (dice / "round_2" / "model").is_dir(), lambda: run_round(rc, 2), "dice/round_2" in settled)
     eval_stage("pi_2", str(dice / "round_2" / "model"))
     timed("report", False, write_report)
     return 0

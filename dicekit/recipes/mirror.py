@@ -7,7 +7,8 @@ recomputed from the files that are copied — lets a run on a new machine go on 
 stopped. :func:`publish` copies them out (callable while the run writes: files are taken whole, never
 a temporary); :func:`restore` copies back what the run folder lacks, leaving out the files whose
 presence would claim that a model exists (a finished round's ``metrics.json`` and ``train_log.jsonl``,
-and what the caller names, e.g. π_0's folder), so those stages train again from their restored inputs.
+and what the caller names, e.g. π_0's folder), so those stages train again from their restored inputs —
+except in the folders the caller calls settled, whose models nothing left to run needs.
 """
 
 from __future__ import annotations
@@ -93,15 +94,18 @@ def publish(run: str | Path, dest: str | Path, skip: tuple[str, ...] = ()) -> li
     return copied
 
 
-def restore(src: str | Path, run: str | Path, keep_out: tuple[str, ...] = ()) -> list[str]:
+def restore(src: str | Path, run: str | Path, keep_out: tuple[str, ...] = (),
+            settled: tuple[str, ...] = ()) -> list[str]:
     """Copy into the run folder each mirrored file it lacks, except those that claim a model exists
     (``keep_out``: the caller's top-level names that do, e.g. a trained model's folder and record).
-    Returns the relative paths restored."""
+    ``settled``: folders (relative paths, e.g. ``dice/round_1``) whose model nothing left to run needs:
+    their records come back whole and their training is not redone. Returns the relative paths restored."""
     src, run = Path(src), Path(run)
     if not src.is_dir():
         return []
     done = []
     for rel, path, _ in _files(src):
-        if not (run / rel).exists() and not _claims_a_model(rel, keep_out) and _copy(path, run / rel):
+        kept = any(rel.parts[:len(Path(f).parts)] == Path(f).parts for f in settled)
+        if not (run / rel).exists() and (kept or not _claims_a_model(rel, keep_out)) and _copy(path, run / rel):
             done.append(str(rel))
     return done
