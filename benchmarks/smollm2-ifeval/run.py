@@ -147,11 +147,12 @@ def main(argv: list[str] | None = None) -> int:
     # a trained model nothing left to run needs is not trained again on a new machine: a round whose
     # evaluation and every later round's evaluation are done (round 2 samples with π_1 against π_0)
     settled = [f"{folder.name}/round_1" for name, (folder, _) in ablations.items() if evaluated(name)]
+    ablations_settled = len(settled) == len(ablations)
     if evaluated("pi_2"):
         settled.append("dice/round_2")
         if evaluated("pi_1"):
             settled.append("dice/round_1")
-    pi_0_settled = evaluated("pi_0") and len(settled) == len(ablations) + 2
+    pi_0_settled = evaluated("pi_0") and ablations_settled and "dice/round_1" in settled
 
     if publish is not None:  # a run on a new machine: go on from what an earlier one published
         restored = mirror.restore(publish, out, keep_out=() if pi_0_settled else PI0_RECORD, settled=tuple(settled))
@@ -259,7 +260,7 @@ def main(argv: list[str] | None = None) -> int:
     timed("round_1", (dice / "round_1" / "model").is_dir(), lambda: run_round(rc, 1), "dice/round_1" in settled)
     eval_stage("pi_1", str(dice / "round_1" / "model"))
     timed("ablations", all((f / "round_1" / "model").is_dir() for f, _ in ablations.values()), ablation_runs,
-          len([x for x in settled if not x.startswith("dice/")]) == len(ablations))
+          ablations_settled)
     for name, (folder, _) in ablations.items():
         eval_stage(name, str(folder / "round_1" / "model"))
     timed("round_2", (dice / "round_2" / "model").is_dir(), lambda: run_round(rc, 2), "dice/round_2" in settled)

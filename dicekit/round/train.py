@@ -296,11 +296,10 @@ def train_dpo(policy: str, rows: pd.DataFrame, out_dir: str | Path, cfg: TrainCo
     if cfg.save_steps:
         identity = training_identity(policy, columns, cfg, seed, dist.world_size())
         resume = resume_checkpoint(work_dir / "trainer", identity)
-    resumed_at = int(Path(resume).name.split("-")[-1]) if resume else 0
     if resume is None:
         tmp_log.unlink(missing_ok=True)
     elif dist.is_main():
-        _trim_log(tmp_log, resumed_at)
+        _trim_log(tmp_log, int(Path(resume).name.split("-")[-1]))
     loss_before = _logged_loss_sum(tmp_log) if resume and dist.is_main() else 0.0
     ds = datasets.Dataset.from_dict(columns)
 

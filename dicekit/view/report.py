@@ -309,10 +309,10 @@ def _health_section(run: Path, rounds: list[int]) -> list[str]:
         return []
     note = []
     if seen_pairs:
-        note = [f"Round{'s' if len(seen_pairs) > 1 else ''} {', '.join(seen_pairs)}: the heldout pairs are `offline_data`, which the replay of earlier "
-                "rounds trains on, and π_0 too when it was trained on them; so heldout_accuracy and heldout_dpo there measure how well the reward "
-                "fits pairs it has seen, not how it generalises (set `health_pairs` to labelled pairs no round "
-                "trains on).", ""]
+        note = [f"Round{'s' if len(seen_pairs) > 1 else ''} {', '.join(seen_pairs)}: the heldout pairs are "
+                "`offline_data`, which the replay of earlier rounds trains on, and π_0 too when it was trained on "
+                "them; so heldout_accuracy and heldout_dpo there measure how well the reward fits pairs it has "
+                "seen, not how it generalises (set `health_pairs` to labelled pairs no round trains on).", ""]
     return ["## Round monitor (judge-free)", "", HOW_TO_READ_MONITOR, "", table(rows), "", *note]
 
 
